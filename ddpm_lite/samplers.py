@@ -1,0 +1,109 @@
+"""DDPM ancestral sampling (Ho et al. 2020, Alg. 2) and DDIM (Song et al. 2021, Eq. 12) in one loop.
+
+Both samplers walk explicit timestep pairs (t, t_prev). DDPM over all T steps is the paper's Alg. 2;
+DDPM or DDIM over a strided sub-sequence uses alpha_bar_t / alpha_bar_{t_prev} as the step's effective
+alpha (Nichol & Dhariwal 2021, Sec. 4). The last step goes to t_prev = -1, where alpha_bar = 1: no noise
+is added and the sample is the predicted x0.
+
+Classifier-free guidance (Ho & Salimans 2022, Eq. 6): eps = (1 + w) eps(x, y) - w eps(x, no label).
+w = 0 is plain conditional sampling; labels=None is unconditional sampling (w is then ignored).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .diffusion import eps_from_x0, x0_from_eps
+from .schedule import Schedule
+
+SAMPLERS = ("ddpm", "ddim")
+VARIANCES = ("beta_tilde", "beta")
+
+
+class Trajectory(NamedTuple):
+    timesteps: list  # the t of each recorded step (code index, 0..T-1)
+    xt: torch.Tensor  # (S, B, C, H, W): x_t fed to the network at that step
+    x0_pred: torch.Tensor  # (S, B, C, H, W): the network's predicted x0 at that step
+
+
+def timestep_pairs(T: int, steps: int) -> list[tuple[int, int]]:
+    """Evenly spaced timesteps from T-1 down to 0, paired with the next one; the last pair ends at -1."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be between 1 and T={T}, got {steps}")
+    ts = torch.linspace(T - 1, 0, steps).round().long().tolist()
+    return list(zip(ts, ts[1:] + [-1]))
+
+
+def guided_eps(model, x: torch.Tensor, t: torch.Tensor, labels, guidance: float) -> torch.Tensor:
+    """eps_theta with classifier-free guidance; both passes go through the network as one batch."""
+    if labels is None or guidance == 0:
+        return model(x, t, labels)
+    null = torch.full_like(labels, model.config.num_classes)
+    eps_c, eps_u = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
+    return (1 + guidance) * eps_c - guidance * eps_u  # Ho & Salimans 2022, Eq. 6
+
+
+def ddpm_step(x0_pred, xt, eps, ab, ab_prev, noise, variance="beta_tilde"):
+    """Posterior q(x_prev | x_t, x0_pred) (Eq. 7) for the pair's effective beta = 1 - ab / ab_prev."""
+    beta = 1 - ab / ab_prev
+    coef_x0 = ab_prev.sqrt() * beta / (1 - ab)
+    coef_xt = (1 - beta).sqrt() * (1 - ab_prev) / (1 - ab)
+    var = beta * (1 - ab_prev) / (1 - ab) if variance == "beta_tilde" else beta
+    return coef_x0 * x0_pred + coef_xt * xt + var.sqrt() * noise
+
+
+def ddim_step(x0_pred, xt, eps, ab, ab_prev, noise, eta=0.0):
+    """Song et al. 2021, Eq. 12, with sigma from Eq. 16 scaled by eta (eta=0: deterministic)."""
+    sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
+    direction = (1 - ab_prev - sigma ** 2).clamp(min=0).sqrt() * eps  # "direction pointing to x_t"
+    return ab_prev.sqrt() * x0_pred + direction + sigma * noise
+
+
+@torch.inference_mode()
+def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: int | None = None,
+           eta: float = 0.0, variance: str = "beta_tilde", labels: torch.Tensor | None = None,
+           guidance: float = 0.0, clip_x0: bool = True, generator: torch.Generator | None = None,
+           trajectory=False, device=None, progress: bool = False):
+    """Draw n samples in [-1, 1] scale, shape (n, C, H, W).
+
+    steps: number of network evaluations (default T for ddpm, 50 for ddim).
+    trajectory: False, True (record every step) or a collection of timesteps t to record;
+    when recording, returns (samples, Trajectory).
+    generator: a CPU torch.Generator; all noise is drawn from it, so a seed repeats the same samples.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
+    cfg = model.config
+    device = device or next(model.parameters()).device
+    pairs = timestep_pairs(schedule.T, steps or (schedule.T if sampler == "ddpm" else 50))
+    shape = (n, cfg.in_channels, cfg.image_size, cfg.image_size)
+    randn = lambda: torch.randn(shape, generator=generator).to(device)  # noqa: E731  CPU draws: same on any device
+    ab_table = torch.cat([schedule.alpha_bars, torch.ones(1)]).to(device)  # index -1 -> alpha_bar = 1
+    labels = labels.to(device) if labels is not None else None
+    x, record = randn(), []
+    pairs_iter = pairs
+    if progress:
+        from tqdm.auto import tqdm
+        pairs_iter = tqdm(pairs, desc=f"{sampler} {len(pairs)} steps")
+    for t, t_prev in pairs_iter:
+        ab, ab_prev = ab_table[t], ab_table[t_prev]
+        eps = guided_eps(model, x, torch.full((n,), t, device=device, dtype=torch.long), labels, guidance)
+        x0_pred = x0_from_eps(ab, x, eps)
+        if clip_x0:  # keep x0 in the data range, then re-derive eps so the update stays consistent
+            x0_pred = x0_pred.clamp(-1, 1)
+            eps = eps_from_x0(ab, x, x0_pred)
+        if trajectory is True or (trajectory and t in trajectory):
+            record.append((t, x, x0_pred))
+        stochastic = t_prev >= 0 and (sampler == "ddpm" or eta > 0)  # no noise on the last step
+        noise = randn() if stochastic else torch.zeros_like(x)
+        if sampler == "ddpm":
+            x = ddpm_step(x0_pred, x, eps, ab, ab_prev, noise, variance)
+        else:
+            x = ddim_step(x0_pred, x, eps, ab, ab_prev, noise, eta)
+    if not trajectory:
+        return x
+    ts, xts, x0s = zip(*record) if record else ([], [torch.empty(0)], [torch.empty(0)])
+    return x, Trajectory(list(ts), torch.stack(xts), torch.stack(x0s))
