@@ -12,6 +12,9 @@ from .train import TrainConfig
 from .unet import UNetConfig
 
 
+EXTENSIONS = ("metrics", "classifier", "benchmark")  # modules that add sub-commands: evaluate, train-classifier, benchmark
+
+
 class UsageError(Exception):
     pass
 
@@ -100,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_sample(sub)
     add_export(sub)
+    import importlib
+    for name in EXTENSIONS:  # each module adds its own sub-command: add_parser(sub) sets func=run
+        try:
+            importlib.import_module(f".{name}", __package__).add_parser(sub)
+        except ModuleNotFoundError as e:  # TEMPORARY while the module is being written
+            if e.name != f"{__package__}.{name}":
+                raise
     return parser
 
 
@@ -110,7 +120,8 @@ def main(argv=None) -> int:
     from .train import TrainingDiverged
     args = build_parser().parse_args(argv)
     try:
-        return commands.run(args) or 0
+        handler = getattr(args, "func", None) or commands.run
+        return handler(args) or 0
     except (UsageError, CheckpointError, DataNotFoundError, TrainingDiverged, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
