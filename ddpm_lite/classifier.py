@@ -1,0 +1,169 @@
+"""A small MNIST classifier: the feature extractor behind metrics.py (FID, precision/recall, class scores).
+
+Inception-v3 features (Heusel et al. 2017) describe natural photographs, not 28x28 digits, so ddpm-lite
+measures samples with its own CNN. It reads the model range [-1, 1], the same as generated samples, and
+its 128-dim penultimate layer is the feature space for the Frechet distance. The shipped weights
+(checkpoints/mnist_classifier.pt) come from `python -m ddpm_lite train-classifier`; the exact command
+and the measured test accuracy are stored in the file.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import CheckpointError, save
+from .data import load_images, to_model_range
+
+FORMAT, VERSION = "ddpm-lite-classifier", 1
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "mnist_classifier.pt"
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    channels: tuple = (32, 64)  # two conv stages, each two 3x3 convs then a 2x2 max-pool
+    feature_dim: int = 128  # penultimate layer: the FID feature space
+    num_classes: int = 10
+    dropout: float = 0.3
+
+
+def _stage(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2))
+
+
+class Classifier(nn.Module):
+    def __init__(self, cfg: ClassifierConfig = ClassifierConfig()):
+        super().__init__()
+        self.config = cfg
+        c1, c2 = cfg.channels
+        self.body = nn.Sequential(_stage(1, c1), _stage(c1, c2), nn.AdaptiveAvgPool2d(3), nn.Flatten())
+        self.features_head = nn.Sequential(nn.Linear(c2 * 9, cfg.feature_dim), nn.ReLU())
+        self.logits_head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.feature_dim, cfg.num_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 28, 28) in [-1, 1] -> (B, feature_dim) penultimate activations."""
+        return self.features_head(self.body(x))  # body: (B, 1, 28, 28) -> (B, c2 * 3 * 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits_head(self.features(x))  # (B, num_classes)
+
+
+def random_shift(x: torch.Tensor, max_px: float, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to max_px pixels (bilinear); the border fills with background -1."""
+    theta = torch.zeros(len(x), 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, :, 2] = (torch.rand(len(x), 2, generator=generator) * 2 - 1) * (2 * max_px / x.shape[-1])
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1  # zeros of x+1 = -1
+
+
+@torch.inference_mode()
+def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Share of correct predictions; images uint8 (N, 1, 28, 28)."""
+    model.eval()
+    correct = sum((model(to_model_range(images[i:i + batch_size])).argmax(1) == labels[i:i + batch_size]).sum().item()
+                  for i in range(0, len(images), batch_size))
+    return correct / len(images)
+
+
+def train_classifier(epochs: int = 3, batch_size: int = 128, lr: float = 2e-3, seed: int = 0, max_shift: float = 2.0,
+                     data_root=None, cfg: ClassifierConfig = ClassifierConfig(), progress: bool = True) -> dict:
+    """Train on the 60k MNIST training digits (AdamW, one-cycle LR, random shifts); return the checkpoint dict."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    images, labels = load_images("mnist", data_root, train=True)
+    model = Classifier(cfg)
+    steps = epochs * math.ceil(len(images) / batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    bar = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(bar, desc="train classifier")
+    start, order, loss = time.time(), None, None
+    model.train()
+    for step in bar:
+        k = step % math.ceil(len(images) / batch_size)
+        if k == 0:
+            order = torch.randperm(len(images), generator=g)
+        idx = order[k * batch_size:(k + 1) * batch_size]
+        x = random_shift(to_model_range(images[idx]), max_shift, g) if max_shift else to_model_range(images[idx])
+        loss = F.cross_entropy(model(x), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if progress and step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    test_images, test_labels = load_images("mnist", data_root, train=False)
+    return {"format": FORMAT, "version": VERSION, "config": asdict(cfg), "state_dict": model.state_dict(),
+            "test_accuracy": accuracy(model, test_images, test_labels),
+            "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "max_shift": max_shift,
+                      "seconds": round(time.time() - start, 1), "torch": torch.__version__}}
+
+
+def _read(path: Path) -> dict:
+    """torch.load(weights_only=True) with one clear error for each way a file can be wrong."""
+    if not path.is_file():
+        raise CheckpointError(f"classifier {path} does not exist; train one with "
+                              f"`python -m ddpm_lite train-classifier --out {path}` or pass --classifier PATH")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} holds pickled Python objects that a safe load refuses") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({str(e).splitlines()[0]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a ddpm-lite classifier (no format tag {FORMAT!r}); "
+                              f"train one with `python -m ddpm_lite train-classifier`")
+    return ckpt
+
+
+def load_classifier(path=None, device="cpu") -> Classifier:
+    """The classifier in eval mode (default: the shipped checkpoints/mnist_classifier.pt)."""
+    ckpt = _read(Path(path or SHIPPED))
+    cfg = ClassifierConfig(**{**ckpt["config"], "channels": tuple(ckpt["config"]["channels"])})
+    model = Classifier(cfg)
+    model.load_state_dict(ckpt["state_dict"])
+    model.test_accuracy = ckpt.get("test_accuracy")
+    return model.to(device).eval()
+
+
+def add_parser(sub):
+    import argparse
+    from .cli import positive_int
+    p = sub.add_parser("train-classifier", help="train the MNIST classifier that `evaluate` measures samples with",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--max-shift", type=float, default=2.0, help="augmentation: random shift up to this many pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default=None, help="folder holding MNIST/ (default: $DDPM_LITE_DATA)")
+    p.add_argument("--out", default="checkpoints/mnist_classifier.pt")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .cli import UsageError
+    if not args.lr > 0:
+        raise UsageError(f"--lr must be positive, got {args.lr}")
+    if not 0 <= args.max_shift <= 14:
+        raise UsageError(f"--max-shift must be between 0 and 14 pixels, got {args.max_shift}")
+    ckpt = train_classifier(args.epochs, args.batch_size, args.lr, args.seed, args.max_shift, args.data_root,
+                            progress=not args.no_progress)
+    ckpt["command"] = (f"python -m ddpm_lite train-classifier --epochs {args.epochs} --batch-size {args.batch_size} "
+                       f"--lr {args.lr} --max-shift {args.max_shift} --seed {args.seed} --out {args.out}")
+    save(ckpt, args.out)
+    print(f"test accuracy {ckpt['test_accuracy']:.4f} on the 10,000 MNIST test digits after "
+          f"{ckpt['train']['seconds']:.0f} s; wrote {args.out}")
+    return 0
