@@ -28,29 +28,28 @@ SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "mnist_classi
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    channels: tuple = (32, 64)  # two conv stages, each two 3x3 convs then a 2x2 max-pool
+    channels: tuple = (32, 64, 64)  # conv stages, each a 3x3 conv then a 2x2 max-pool: 28 -> 14 -> 7 -> 3
     feature_dim: int = 128  # penultimate layer: the FID feature space
     num_classes: int = 10
     dropout: float = 0.3
 
 
 def _stage(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2))
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2))
 
 
 class Classifier(nn.Module):
     def __init__(self, cfg: ClassifierConfig = ClassifierConfig()):
         super().__init__()
         self.config = cfg
-        c1, c2 = cfg.channels
-        self.body = nn.Sequential(_stage(1, c1), _stage(c1, c2), nn.AdaptiveAvgPool2d(3), nn.Flatten())
-        self.features_head = nn.Sequential(nn.Linear(c2 * 9, cfg.feature_dim), nn.ReLU())
+        widths = (1, *cfg.channels)
+        self.body = nn.Sequential(*[_stage(a, b) for a, b in zip(widths, widths[1:])], nn.Flatten())
+        self.features_head = nn.Sequential(nn.Linear(widths[-1] * 9, cfg.feature_dim), nn.ReLU())
         self.logits_head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.feature_dim, cfg.num_classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, 28, 28) in [-1, 1] -> (B, feature_dim) penultimate activations."""
-        return self.features_head(self.body(x))  # body: (B, 1, 28, 28) -> (B, c2 * 3 * 3)
+        return self.features_head(self.body(x))  # body: (B, 1, 28, 28) -> (B, channels[-1] * 3 * 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits_head(self.features(x))  # (B, num_classes)

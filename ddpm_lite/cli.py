@@ -19,6 +19,13 @@ class UsageError(Exception):
     pass
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument prints one line (no usage dump) and exits with code 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def positive_int(s: str) -> int:
     v = int(s)
     if v <= 0:
@@ -98,7 +105,7 @@ def add_export(sub):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ddpm_lite", description="Small, correct DDPM on MNIST.")
+    parser = Parser(prog="python -m ddpm_lite", description="Small, correct DDPM on MNIST.")
     sub = parser.add_subparsers(dest="command", required=True)
     add_train(sub)
     add_sample(sub)
