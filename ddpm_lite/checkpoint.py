@@ -61,7 +61,8 @@ def load(path, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} holds Python objects that a safe load refuses ({why}); "
                               f"only trusted ddpm-lite checkpoints of plain tensors and dicts can be read") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {str(e).splitlines()[0]}); "
+        first = (str(e).splitlines() or [type(e).__name__])[0]  # an empty file raises EOFError with no message
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {first}); "
                               f"re-download or re-export it") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a ddpm-lite checkpoint (no format tag {FORMAT!r}); "

@@ -28,7 +28,7 @@ SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "mnist_classi
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    channels: tuple = (32, 64, 64)  # conv stages, each a 3x3 conv then a 2x2 max-pool: 28 -> 14 -> 7 -> 3
+    channels: tuple = (16, 32, 64)  # conv stages, each a 3x3 conv then a 2x2 max-pool: 28 -> 14 -> 7 -> 3
     feature_dim: int = 128  # penultimate layer: the FID feature space
     num_classes: int = 10
     dropout: float = 0.3
@@ -55,13 +55,18 @@ class Classifier(nn.Module):
         return self.logits_head(self.features(x))  # (B, num_classes)
 
 
-def random_shift(x: torch.Tensor, max_px: float, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to max_px pixels (bilinear); the border fills with background -1."""
+def shift(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Move image b by offsets[b] = (dx, dy) pixels (bilinear between pixels); the border fills with -1."""
     theta = torch.zeros(len(x), 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
-    theta[:, :, 2] = (torch.rand(len(x), 2, generator=generator) * 2 - 1) * (2 * max_px / x.shape[-1])
+    theta[:, :, 2] = -offsets * (2 / x.shape[-1])  # normalised coordinates span 2 over the image width
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1  # zeros of x+1 = -1
+    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1  # zero of x + 1 is -1
+
+
+def random_shift(x: torch.Tensor, max_px: float, generator: torch.Generator) -> torch.Tensor:
+    """Augmentation: each image moved by up to max_px pixels in x and in y."""
+    return shift(x, (1 - 2 * torch.rand(len(x), 2, generator=generator)) * max_px)  # uniform in +-max_px
 
 
 @torch.inference_mode()
@@ -106,7 +111,8 @@ def train_classifier(epochs: int = 3, batch_size: int = 128, lr: float = 2e-3, s
     return {"format": FORMAT, "version": VERSION, "config": asdict(cfg), "state_dict": model.state_dict(),
             "test_accuracy": accuracy(model, test_images, test_labels),
             "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "max_shift": max_shift,
-                      "seconds": round(time.time() - start, 1), "torch": torch.__version__}}
+                      "seconds": round(time.time() - start, 1), "threads": torch.get_num_threads(),
+                      "torch": str(torch.__version__)}}  # str(): a TorchVersion object would need unpickling
 
 
 def _read(path: Path) -> dict:
@@ -116,9 +122,10 @@ def _read(path: Path) -> dict:
                               f"`python -m ddpm_lite train-classifier --out {path}` or pass --classifier PATH")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{path} holds pickled Python objects that a safe load refuses") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        why = next((ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln), None)
+        if why:
+            raise CheckpointError(f"{path} holds Python objects that a safe load refuses ({why})") from None
         raise CheckpointError(f"{path} is not a readable checkpoint ({str(e).splitlines()[0]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a ddpm-lite classifier (no format tag {FORMAT!r}); "
@@ -137,17 +144,15 @@ def load_classifier(path=None, device="cpu") -> Classifier:
 
 
 def add_parser(sub):
-    import argparse
     from .cli import positive_int
-    p = sub.add_parser("train-classifier", help="train the MNIST classifier that `evaluate` measures samples with",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--epochs", type=positive_int, default=3)
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
-    p.add_argument("--max-shift", type=float, default=2.0, help="augmentation: random shift up to this many pixels")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("train-classifier", help="train the MNIST classifier that `evaluate` measures samples with")
+    p.add_argument("--epochs", type=positive_int, default=3, help="(default: 3)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="(default: 128)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak of the one-cycle learning rate (default: 0.002)")
+    p.add_argument("--max-shift", type=float, default=2.0, help="augmentation: random shifts up to this many pixels (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--data-root", default=None, help="folder holding MNIST/ (default: $DDPM_LITE_DATA)")
-    p.add_argument("--out", default="checkpoints/mnist_classifier.pt")
+    p.add_argument("--out", default="checkpoints/mnist_classifier.pt", help="(default: %(default)s)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 

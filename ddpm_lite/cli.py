@@ -137,6 +137,14 @@ def main(argv=None) -> int:
         return 130
 
 
+def check_train_args(args) -> None:
+    """The checks that need no data, so a bad flag fails before the dataset is loaded."""
+    if args.steps and args.epochs:
+        raise UsageError("give --steps or --epochs, not both")
+    if args.epochs is not None and args.epochs <= 0:
+        raise UsageError(f"--epochs must be positive, got {args.epochs}")
+
+
 def train_config_from(args, n_images: int) -> tuple[TrainConfig, UNetConfig]:
     import math
     colour = args.dataset == "cifar10"
@@ -144,10 +152,7 @@ def train_config_from(args, n_images: int) -> tuple[TrainConfig, UNetConfig]:
                            base_channels=args.base_channels, channel_mults=args.channel_mults,
                            num_res_blocks=args.num_res_blocks, attention_levels=args.attention_levels,
                            num_classes=None if args.unconditional else 10)
-    if args.steps and args.epochs:
-        raise UsageError("give --steps or --epochs, not both")
-    if args.epochs is not None and args.epochs <= 0:
-        raise UsageError(f"--epochs must be positive, got {args.epochs}")
+    check_train_args(args)
     steps = args.steps or (math.ceil(args.epochs * n_images / args.batch_size) if args.epochs else TrainConfig.steps)
     names = {f.name for f in fields(TrainConfig)}
     kw = {k: v for k, v in vars(args).items() if k in names}

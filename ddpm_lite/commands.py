@@ -6,7 +6,7 @@ import sys
 import torch
 
 from . import checkpoint
-from .cli import UsageError, train_config_from
+from .cli import UsageError, check_train_args, train_config_from
 
 
 def run(args) -> int:
@@ -16,6 +16,7 @@ def run(args) -> int:
 def cmd_train(args) -> int:
     from .data import load_images
     from .train import train
+    check_train_args(args)
     colour = args.dataset == "cifar10"
     data = load_images(args.dataset, args.data_root, train=True, image_size=args.image_size or (32 if colour else 28),
                        channels=args.channels or (3 if colour else 1))

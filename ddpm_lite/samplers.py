@@ -103,7 +103,9 @@ def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: i
             x = ddpm_step(x0_pred, x, eps, ab, ab_prev, noise, variance)
         else:
             x = ddim_step(x0_pred, x, eps, ab, ab_prev, noise, eta)
-    if not trajectory:
+    if trajectory is False or trajectory is None:  # an empty collection still returns an (empty) Trajectory
         return x
-    ts, xts, x0s = zip(*record) if record else ([], [torch.empty(0)], [torch.empty(0)])
+    if not record:
+        return x, Trajectory([], x.new_empty(0, *shape), x.new_empty(0, *shape))  # (0, B, C, H, W)
+    ts, xts, x0s = zip(*record)
     return x, Trajectory(list(ts), torch.stack(xts), torch.stack(x0s))

@@ -30,10 +30,11 @@ class Schedule:
     posterior_mean_coef2: torch.Tensor  # Eq. 7: multiplies x_t
 
     @staticmethod
-    def linear(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "Schedule":
+    def linear(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, max_beta: float = 0.999) -> "Schedule":
         """The paper's schedule, rescaled so that other T keep the same total noise (as in improved-diffusion)."""
         scale = 1000 / T
         betas = torch.linspace(scale * beta_start, scale * beta_end, T, dtype=torch.float64)
+        betas = betas.clamp(max=max_beta)  # T <= 20 would reach beta >= 1: alpha_bar = 0, no signal left
         return Schedule.from_betas(betas, kind="linear")
 
     @staticmethod

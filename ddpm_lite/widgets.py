@@ -1,0 +1,411 @@
+"""Notebook sliders over the forward process, the reverse process and classifier-free guidance, with static twins.
+
+- forward_slider: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (Eq. 4) as t moves, one fixed eps per digit,
+  with a marker on the alpha_bar_t and SNR curves and the pixel histogram against N(0, 1).
+- reverse_slider: x_t and the predicted x0 at each step of one trajectory, sampled once (Alg. 2, or DDIM Eq. 12).
+- guidance_slider: a grid of samples per guidance scale w (Ho & Salimans 2022, Eq. 6), fixed seed, cached.
+
+Slider t is the paper's t in 0..T: t = 0 is the clean digit, t >= 1 is the package's 0-based code index t - 1.
+A move redraws by encoding uint8 arrays as PNG into an ipywidgets.Image: the curves are drawn once by matplotlib,
+markers and histogram bars are painted into a copy with numpy. Only APIs shared by ipywidgets 7 (Colab) and 8 are
+used. Callbacks keep exceptions in ``.errors`` and show them, since ipywidgets would swallow them. Static twins for
+pages without a kernel: save_forward_strip, save_forward_gif, save_reverse_gif, save_guidance_strip.
+"""
+from __future__ import annotations
+
+import html
+import io
+import math
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import to_model_range, to_uint8
+from .diffusion import q_sample
+from .samplers import Trajectory, sample
+from .schedule import Schedule
+from .viz import grid_uint8, save_gif
+
+MARKER, LINE, BAR = 255, 254, 253  # palette slots painted on the panels: red marker, grey line, blue bars
+
+
+def png(a: np.ndarray, palette: list | None = None) -> bytes:
+    """uint8 (H, W) grey, (H, W) palette indices or (H, W, 3) -> PNG bytes; light compression, speed matters here."""
+    from PIL import Image
+    image = Image.fromarray(a)
+    if palette is not None:
+        image.putpalette(palette)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes -> uint8 (H, W) grey or (H, W, 3) colour (palette images are expanded)."""
+    from PIL import Image
+    image = Image.open(io.BytesIO(data))
+    return np.asarray(image.convert("RGB") if image.mode == "P" else image)
+
+
+def upscale(a: np.ndarray, k: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, so a 28x28 digit stays sharp in the browser."""
+    return a.repeat(k, axis=0).repeat(k, axis=1)
+
+
+def side_by_side(a: np.ndarray, b: np.ndarray, gap: int = 8) -> np.ndarray:
+    return np.hstack([a, np.full((a.shape[0], gap, *a.shape[2:]), 255, np.uint8), b])
+
+
+class Panel:
+    """A matplotlib figure drawn once into palette pixels (a third of RGB's bytes, so PNGs encode fast);
+    ``pixels`` maps data to pixel coordinates so marks can be painted into a copy with numpy."""
+
+    def __init__(self, fig):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from PIL import Image
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy()).quantize(colors=240)
+        self.base = np.asarray(image).copy()  # (H, W) palette indices
+        self.palette = (image.getpalette() + [255] * 768)[:3 * 253] + [31, 119, 180, 150, 150, 150, 214, 39, 40]
+        colours = np.array(self.palette).reshape(-1, 3)
+        self.white = int(np.argmin(np.abs(colours - 255).sum(1)))
+
+    def pixels(self, ax, x, y):
+        """Data coordinates -> (columns, rows) of the drawn figure; rows count from the top."""
+        xy = ax.transData.transform(np.column_stack([x, y]))
+        return np.rint(xy[:, 0]).astype(int), np.rint(self.base.shape[0] - xy[:, 1]).astype(int)
+
+    def rows(self, ax):
+        """(top, bottom) pixel rows of an axes box."""
+        return self.base.shape[0] - int(ax.bbox.y1), self.base.shape[0] - int(ax.bbox.y0)
+
+
+class CurvePanel(Panel):
+    """alpha_bar_t and log10 SNR_t against the paper's t = 0..T, drawn once; ``draw(kind, t)`` adds the marker."""
+
+    def __init__(self, schedules):
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(5.6, 2.0), dpi=90)
+        axes = fig.subplots(1, 2)
+        t, curves = np.arange(schedules[0].T + 1), {}
+        for s in schedules:
+            ab = np.concatenate([[1.0], s.alpha_bars.double().numpy()])  # paper t = 0 is clean data, alpha_bar = 1
+            log_snr = np.log10(ab[1:] / (1 - ab[1:]))
+            axes[0].plot(t, ab, lw=1.2, label=s.kind)
+            axes[1].plot(t[1:], log_snr, lw=1.2)
+            curves[s.kind] = (ab, np.concatenate([log_snr[:1], log_snr]))
+        axes[0].set(xlabel="t", title="alpha_bar_t (signal kept)")
+        axes[1].set(xlabel="t", title="log10 SNR_t")
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        super().__init__(fig)
+        self.spans = [self.rows(ax) for ax in axes]
+        self.points = {kind: [self.pixels(ax, t, y) for ax, y in zip(axes, ys)] for kind, ys in curves.items()}
+        for pts in self.points.values():
+            pts[1][1][0] = self.spans[1][0] + 3  # SNR is infinite at t = 0: the marker sits at the top edge
+
+    def draw(self, kind: str, t: int) -> np.ndarray:
+        img = self.base.copy()
+        for (cols, rows), (top, bottom) in zip(self.points[kind], self.spans):
+            c, r = cols[t], rows[t]
+            img[top:bottom, c] = LINE
+            img[max(r - 3, 0):r + 4, max(c - 3, 0):c + 4] = MARKER
+        return img
+
+
+class HistogramPanel(Panel):
+    """Share of pixels per bin of x_t against N(0, 1), the distribution x_t approaches as t -> T."""
+    edges, top = np.linspace(-4, 4, 49), 0.15
+
+    def __init__(self):
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(2.7, 2.0), dpi=90)
+        ax = fig.subplots()
+        cdf = np.array([0.5 * (1 + math.erf(e / math.sqrt(2))) for e in self.edges])
+        ax.stairs(np.diff(cdf), self.edges, color="0.2", label="N(0, 1)")
+        ax.set(xlim=(-4, 4), ylim=(0, self.top), title="pixels of x_t")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        super().__init__(fig)
+        self.cols, rows = self.pixels(ax, self.edges, np.zeros_like(self.edges))
+        self.row0, self.row_top = rows[0], self.rows(ax)[0]
+
+    def draw(self, x: np.ndarray) -> np.ndarray:
+        share = np.histogram(np.clip(x.ravel(), -4, 3.999), self.edges)[0] / x.size  # tails go to the end bins
+        heights = np.rint(np.minimum(share / self.top, 1) * (self.row0 - self.row_top)).astype(int)  # clip at top
+        img = self.base.copy()
+        for c0, c1, h in zip(self.cols[:-1], self.cols[1:], heights):
+            region = img[self.row0 - h:self.row0, c0 + 1:c1]
+            region[region == self.white] = BAR  # behind the N(0, 1) line, which stays visible
+        return img
+
+
+def digit_noise(x0: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The fixed eps for each digit: digit i draws from torch.Generator().manual_seed(seed + i); (N, C, H, W)."""
+    return torch.stack([torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + i))
+                        for i, x in enumerate(x0)])
+
+
+def forward_xt(schedule: Schedule, x0: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:
+    """Paper t in 0..T: t = 0 gives x0 itself, t >= 1 gives Eq. 4 at code index t - 1; x0, eps (B, C, H, W)."""
+    if not 0 <= t <= schedule.T:
+        raise ValueError(f"t must be between 0 (clean) and T={schedule.T}, got {t}")
+    return x0 if t == 0 else q_sample(schedule, x0, torch.full((len(x0),), t - 1), eps)
+
+
+def _image(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [-1, 1] -> uint8 (H, W) for grey, (H, W, C) for colour."""
+    u = to_uint8(x.detach().cpu())
+    return u[0].numpy() if u.shape[0] == 1 else u.permute(1, 2, 0).numpy()
+
+
+def _check_images(images) -> torch.Tensor:
+    x = torch.as_tensor(images)
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (N, 1, H, W) or (N, 3, H, W), got {tuple(x.shape)}; "
+                         f"add the channel axis with images[:, None]")
+    if x.dtype == torch.uint8:
+        return to_model_range(x)
+    x = x.float()
+    if x.min() < -1.001 or x.max() > 1.001:
+        raise ValueError(f"images must be in [-1, 1], got values in [{x.min():.3g}, {x.max():.3g}]; "
+                         f"convert 0..255 pixels with ddpm_lite.to_model_range")
+    return x
+
+
+def _labels(labels, n: int, model):
+    if labels is None:
+        return None
+    if not model.config.num_classes:
+        raise ValueError("labels given but the model is unconditional (num_classes=None); pass labels=None")
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    return labels.expand(n).clone() if labels.dim() == 0 else labels
+
+
+def reverse_trajectory(source, schedule=None, sampler="ddim", steps=50, n=8, labels=None, seed=0):
+    """(final samples, Trajectory) from a model (sampled once, seeded), a Trajectory, or sample()'s (x, Trajectory)."""
+    if isinstance(source, Trajectory):
+        return source.x0_pred[-1], source  # the last step lands on its predicted x0 (no noise on the last step)
+    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], Trajectory):
+        return source
+    if schedule is None:
+        raise ValueError("a model needs its schedule: reverse_slider(model, schedule); load_model() returns both")
+    return sample(source, schedule, n, sampler=sampler, steps=steps, labels=_labels(labels, n, source),
+                  generator=torch.Generator().manual_seed(seed), trajectory=True)
+
+
+def reverse_picture(final: torch.Tensor, traj: Trajectory, k: int, nrow: int) -> np.ndarray:
+    """After k of S steps: x_t fed to step k + 1 (left) and its predicted x0 (right); k = S shows the final samples."""
+    xt, x0_pred = (traj.xt[k], traj.x0_pred[k]) if k < len(traj.timesteps) else (final, final)
+    return side_by_side(grid_uint8(xt, nrow), grid_uint8(x0_pred, nrow))
+
+
+def guided_samples(model, schedule, digit: int, w: float, n: int = 8, steps: int = 10, seed: int = 0):
+    """n samples of one digit at guidance scale w (eps = (1 + w) eps(y) - w eps(null); w = 0 is plain conditional)."""
+    if not model.config.num_classes:
+        raise ValueError("guidance needs a class-conditional model (UNetConfig.num_classes set); this one is not")
+    labels = torch.full((n,), int(digit), dtype=torch.long)
+    return sample(model, schedule, n, sampler="ddim", steps=steps, labels=labels, guidance=float(w),
+                  generator=torch.Generator().manual_seed(seed))
+
+
+class SliderWidget:
+    """The widget box and what notebooks and tests use: .slider, .image, .status, .frame(), .errors, .redraw_ms."""
+    kind = "slider"
+
+    def _build(self, slider, controls, images):
+        import ipywidgets as W
+        self.slider, self.controls, self.images, self.image = slider, controls, images, images[0]
+        self.status, self.error = W.HTML(), W.HTML()
+        self.errors, self.redraw_ms = [], []
+        for widget, name in [(slider, "slider"), (self.image, "image"), (self.status, "status"), (self.error, "error")]:
+            widget.add_class(f"ddpm-lite-{name}")  # hooks for the browser test
+        wrap = W.Layout(flex_flow="row wrap", align_items="center")  # narrow screens stack the pictures
+        self.container = W.VBox([W.HBox([slider, *controls], layout=wrap), self.status,
+                                 W.HBox(images, layout=wrap), self.error])
+        self.container.add_class("ddpm-lite-widget")
+        self.container.add_class(f"ddpm-lite-{self.kind}")
+        for widget in (slider, *controls):
+            widget.observe(self._redraw, names="value")
+        self._redraw()
+
+    def _redraw(self, change=None):
+        try:
+            start = time.perf_counter()
+            pictures, text = self.draw()
+            for image, picture in zip(self.images, pictures):  # bytes, an array, or (palette indices, palette)
+                image.value = picture if isinstance(picture, bytes) else png(*picture) if isinstance(picture, tuple) \
+                    else png(picture)
+            self.status.value = text
+            self.redraw_ms.append(1000 * (time.perf_counter() - start))
+        except Exception as e:  # ipywidgets would swallow it: keep it for tests, show it to the reader
+            self.errors.append(e)
+            self.error.value = f"<pre style='color:#b00020'>{html.escape(traceback.format_exc())}</pre>"
+
+    def frame(self) -> np.ndarray:
+        """The uint8 picture the main image shows now, decoded from its PNG bytes."""
+        return decode_png(self.image.value)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.container)
+
+
+class ForwardSlider(SliderWidget):
+    kind = "forward"
+
+    def __init__(self, images, schedules=("linear", "cosine"), T=1000, labels=None, seed=0, t=None, scale=5):
+        import ipywidgets as W
+        self.x0, self.seed, self.scale = _check_images(images), seed, scale
+        built = [s if isinstance(s, Schedule) else Schedule.build(s, T) for s in schedules]
+        if len({s.T for s in built}) != 1:
+            raise ValueError(f"schedules must share one T, got {[s.T for s in built]}")
+        self.schedules, self.T = {s.kind: s for s in built}, built[0].T
+        self.curves, self.hist = CurvePanel(built), HistogramPanel()
+        names = [(f"#{i}" if labels is None else f"#{i}: {int(labels[i])}", i) for i in range(len(self.x0))]
+        slider = W.IntSlider(value=self.T // 4 if t is None else t, min=0, max=self.T, description="t",
+                             continuous_update=True, layout=W.Layout(width="420px"))
+        self.schedule_menu = W.Dropdown(options=list(self.schedules), description="schedule",
+                                        layout=W.Layout(width="200px"))
+        self.digit_menu = W.Dropdown(options=names, value=0, description="digit", layout=W.Layout(width="180px"))
+        self._build(slider, [self.schedule_menu, self.digit_menu], [W.Image(format="png") for _ in range(3)])
+
+    def draw(self):
+        t, kind, i = self.slider.value, self.schedule_menu.value, self.digit_menu.value
+        s, x0 = self.schedules[kind], self.x0[i:i + 1]
+        xt = forward_xt(s, x0, digit_noise(x0, self.seed + i), t)[0]  # (C, H, W)
+        pictures = [upscale(_image(xt), self.scale), (self.curves.draw(kind, t), self.curves.palette),
+                    (self.hist.draw(xt.numpy()), self.hist.palette)]
+        if t == 0:
+            return pictures, "<b>t = 0</b>: the clean digit x_0 (alpha_bar = 1)"
+        ab = float(s.alpha_bars[t - 1])
+        return pictures, f"<b>t = {t}</b> (code index {t - 1}) &middot; alpha_bar_t = {ab:.3g} &middot; SNR = {ab / (1 - ab):.3g}"
+
+
+class ReverseSlider(SliderWidget):
+    kind = "reverse"
+
+    def __init__(self, model, schedule=None, sampler="ddim", steps=50, n=8, labels=None, seed=0, scale=3, nrow=None):
+        import ipywidgets as W
+        self.final, self.trajectory = reverse_trajectory(model, schedule, sampler, steps, n, labels, seed)
+        self.nrow, self.scale = nrow or min(len(self.final), 4), scale
+        self.pngs = [png(upscale(reverse_picture(self.final, self.trajectory, k, self.nrow), scale))
+                     for k in range(len(self.trajectory.timesteps) + 1)]  # a move only swaps bytes
+        slider = W.IntSlider(value=0, min=0, max=len(self.trajectory.timesteps), description="step",
+                             continuous_update=True, layout=W.Layout(width="420px"))
+        self._build(slider, [], [W.Image(format="png")])
+
+    def draw(self):
+        k, ts = self.slider.value, self.trajectory.timesteps
+        picture = self.pngs[k]
+        if k == len(ts):
+            return [picture], f"<b>step {k}/{len(ts)}</b> &middot; t = 0: the final samples (left and right agree)"
+        return [picture], (f"<b>step {k}/{len(ts)}</b> &middot; t = {ts[k] + 1} (code index {ts[k]}) &middot; "
+                           f"left: x_t, right: predicted x_0")
+
+
+class GuidanceSlider(SliderWidget):
+    kind = "guidance"
+
+    def __init__(self, model, schedule, scales=(0, 0.5, 1, 2, 3, 4), steps=10, seed=0, n=8, digit=0, scale=3):
+        import ipywidgets as W
+        if not model.config.num_classes:
+            raise ValueError("guidance_slider needs a class-conditional model (UNetConfig.num_classes set)")
+        self.model, self.schedule, self.steps, self.seed, self.n = model, schedule, steps, seed, n
+        self.nrow, self.scale, self.cache = min(n, 4), scale, {}
+        slider = W.SelectionSlider(options=[(f"{w:g}", float(w)) for w in scales], value=float(scales[0]),
+                                   description="w", continuous_update=False, layout=W.Layout(width="320px"))
+        self.digit_menu = W.Dropdown(options=list(range(model.config.num_classes)), value=digit, description="digit",
+                                     layout=W.Layout(width="160px"))
+        self._build(slider, [self.digit_menu], [W.Image(format="png")])
+
+    def grid(self, digit: int, w: float) -> np.ndarray:
+        if (digit, w) not in self.cache:
+            x = guided_samples(self.model, self.schedule, digit, w, self.n, self.steps, self.seed)
+            self.cache[digit, w] = grid_uint8(x, self.nrow)
+        return self.cache[digit, w]
+
+    def draw(self):
+        w, digit = self.slider.value, self.digit_menu.value
+        start, cached = time.perf_counter(), (digit, w) in self.cache
+        picture = upscale(self.grid(digit, w), self.scale)
+        how = "cached" if cached else f"sampled in {time.perf_counter() - start:.2f} s"
+        return [picture], (f"<b>w = {w:g}</b> &middot; digit {digit} &middot; {self.n} samples, DDIM {self.steps} "
+                           f"steps, seed {self.seed} &middot; {how}")
+
+
+def forward_slider(images, schedules=("linear", "cosine"), T=1000, **kw) -> ForwardSlider:
+    """Slider over t = 0..T for digits (N, C, H, W) in [-1, 1] (uint8 is converted); see ForwardSlider for options."""
+    return ForwardSlider(images, schedules, T, **kw)
+
+
+def reverse_slider(model, schedule=None, sampler="ddim", steps=50, n=8, labels=None, seed=0, **kw) -> ReverseSlider:
+    """Slider over the steps of one trajectory; model may also be a Trajectory or sample()'s (x, Trajectory)."""
+    return ReverseSlider(model, schedule, sampler, steps, n, labels, seed, **kw)
+
+
+def guidance_slider(model, schedule, scales=(0, 0.5, 1, 2, 3, 4), steps=10, seed=0, **kw) -> GuidanceSlider:
+    """Slider over guidance scales w and a digit menu for a class-conditional model; grids are cached."""
+    return GuidanceSlider(model, schedule, scales, steps, seed, **kw)
+
+
+def _save_rows(path, rows, row_labels, col_labels=(), cell=30) -> Path:
+    """Labelled image rows (uint8 grids of cell-wide tiles) as one PNG figure."""
+    from matplotlib.figure import Figure
+    h, w = rows[0].shape[:2]
+    fig = Figure(figsize=(w / 36 + 0.8, len(rows) * (h / 36 + 0.1) + 0.3), dpi=100)
+    for j, (ax, row, label) in enumerate(zip(fig.subplots(len(rows), 1, squeeze=False)[:, 0], rows, row_labels)):
+        ax.imshow(row, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+        ax.set_xticks([2 + cell * i + (cell - 2) / 2 for i in range(len(col_labels))] if j == 0 else [])
+        ax.set_xticklabels(col_labels if j == 0 else [])
+        ax.xaxis.tick_top()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    return Path(path)
+
+
+def save_forward_strip(path, images, schedules=("linear", "cosine"), ts=(0, 50, 100, 250, 500, 750, 1000),
+                       T=1000, seed=0, digits=2) -> Path:
+    """Static twin of forward_slider: per schedule and digit, a row of x_t at the paper's t in ts (same noise)."""
+    x0 = _check_images(images)[:digits]
+    eps = digit_noise(x0, seed)
+    rows, names = [], []
+    for s in (s if isinstance(s, Schedule) else Schedule.build(s, T) for s in schedules):
+        for i in range(len(x0)):
+            frames = torch.cat([forward_xt(s, x0[i:i + 1], eps[i:i + 1], t) for t in ts])  # (len(ts), C, H, W)
+            rows.append(grid_uint8(frames, nrow=len(ts)))
+            names.append(s.kind)
+    return _save_rows(path, rows, names, [f"t={t}" for t in ts], cell=x0.shape[-1] + 2)
+
+
+def save_forward_gif(path, images, schedule="cosine", T=1000, frames=41, seed=0, nrow=8) -> Path:
+    """Static twin of forward_slider: the digits noised from t = 0 to T in `frames` even steps."""
+    s = schedule if isinstance(schedule, Schedule) else Schedule.build(schedule, T)
+    x0 = _check_images(images)
+    eps = digit_noise(x0, seed)
+    ts = np.linspace(0, s.T, frames).round().astype(int)
+    return save_gif(torch.stack([forward_xt(s, x0, eps, int(t)) for t in ts]), path, nrow=nrow, duration_ms=80)
+
+
+def save_reverse_gif(path, model, schedule=None, sampler="ddim", steps=50, n=8, labels=None, seed=0,
+                     scale=2, duration_ms=80) -> Path:
+    """Static twin of reverse_slider: its pictures for k = 0..S as a looping GIF; model may be a Trajectory."""
+    import imageio.v3 as iio
+    final, traj = reverse_trajectory(model, schedule, sampler, steps, n, labels, seed)
+    nrow = min(len(final), 4)
+    pictures = [upscale(reverse_picture(final, traj, k, nrow), scale) for k in range(len(traj.timesteps) + 1)]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, pictures, extension=".gif", duration=[duration_ms] * (len(pictures) - 1) + [1500], loop=0)
+    return Path(path)
+
+
+def save_guidance_strip(path, model, schedule, digit=0, scales=(0, 0.5, 1, 2, 3, 4), steps=10, seed=0, n=8) -> Path:
+    """Static twin of guidance_slider: one row of n samples per guidance scale, same seed in every row."""
+    rows = [grid_uint8(guided_samples(model, schedule, digit, w, n, steps, seed), nrow=n) for w in scales]
+    return _save_rows(path, rows, [f"w = {w:g}" for w in scales])

@@ -1,0 +1,148 @@
+"""The command line: a smoke run on real MNIST, and one line on stderr with exit code 2 for every bad input."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+from ddpm_lite.cli import main
+
+
+def run_cli(capsys, *argv):
+    """main(argv) -> (exit code, stdout, stderr); argparse's own errors arrive as SystemExit."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_usage_error(result, message):
+    code, out, err = result
+    assert code == 2, (code, out, err)
+    assert message in err, err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert out == ""
+
+
+def sample_args(ckpt, tmp_path, *extra):
+    return ("sample", "--checkpoint", ckpt, "--out", tmp_path / "s.png", "--no-progress", *extra)
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--n", "0", "argument --n: must be a positive integer, got 0"),
+    ("--n", "-3", "argument --n: must be a positive integer, got -3"),
+    ("--eta", "-1", "argument --eta: must be a number >= 0, got -1"),
+    ("--guidance", "-2", "argument --guidance: must be a number >= 0, got -2"),
+])
+def test_bad_numbers_are_refused_by_the_parser(capsys, tiny_ckpts, tmp_path, flag, value, message):
+    assert_usage_error(run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, f"{flag}={value}")), message)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (("--steps", "0"), "error: --steps must be between 1 and T=20, got 0"),
+    (("--steps", "21"), "error: --steps must be between 1 and T=20, got 21"),
+    (("--label", "10"), "error: --label must be between 0 and 9, got 10"),
+    (("--label=-1",), "error: --label must be between 0 and 9, got -1"),
+    (("--label", "seven"), "error: --label must be an integer 0..9 or 'all', got 'seven'"),
+    (("--guidance", "2"), "error: --guidance needs --label K or --label all"),
+    (("--sampler", "euler"), "error: unknown --sampler 'euler'; choose ddpm or ddim"),
+])
+def test_bad_sample_flags_give_one_line_and_exit_2(capsys, tiny_ckpts, tmp_path, extra, message):
+    result = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, *extra))
+    assert_usage_error(result, message)
+    assert result[2].count("\n") == 1
+    assert not (tmp_path / "s.png").exists()
+
+
+@pytest.mark.parametrize("label", ["3", "all"])
+def test_label_on_an_unconditional_checkpoint(capsys, tiny_ckpts, tmp_path, label):
+    result = run_cli(capsys, *sample_args(tiny_ckpts.uncond, tmp_path, "--label", label))
+    assert_usage_error(result, "error: --label given but this checkpoint is unconditional")
+
+
+def test_missing_checkpoint(capsys, tmp_path):
+    result = run_cli(capsys, *sample_args(tmp_path / "none.pt", tmp_path))
+    assert_usage_error(result, f"error: checkpoint {tmp_path / 'none.pt'} does not exist")
+
+
+def test_foreign_checkpoint(capsys, tmp_path):
+    torch.save({"state_dict": {"w": torch.zeros(3)}}, tmp_path / "foreign.pt")
+    result = run_cli(capsys, *sample_args(tmp_path / "foreign.pt", tmp_path))
+    assert_usage_error(result, "is not a ddpm-lite checkpoint (no format tag 'ddpm-lite')")
+
+
+def test_truncated_checkpoint(capsys, tiny_ckpts, tmp_path):
+    data = tiny_ckpts.cond.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[:len(data) // 3])
+    result = run_cli(capsys, *sample_args(tmp_path / "cut.pt", tmp_path))
+    assert_usage_error(result, "is not a readable checkpoint (truncated or corrupt")
+
+
+def test_steps_and_epochs_together_fail_before_loading_data(capsys, tmp_path):
+    result = run_cli(capsys, "train", "--steps", "5", "--epochs", "1", "--data-root", tmp_path / "no-data",
+                     "--out", tmp_path / "run")
+    assert_usage_error(result, "error: give --steps or --epochs, not both")
+    assert_usage_error(run_cli(capsys, "train", "--epochs", "0", "--data-root", tmp_path, "--out", tmp_path),
+                       "error: --epochs must be positive, got 0.0")
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_of_a_missing_file(capsys, tmp_path):
+    result = run_cli(capsys, "export", tmp_path / "last.pt", tmp_path / "ema.pt")
+    assert_usage_error(result, "does not exist")
+
+
+TINY_FLAGS = ("--base-channels", "8", "--channel-mults", "1,2", "--attention-levels", "1", "--T", "20",
+              "--batch-size", "8", "--warmup", "2", "--ckpt-every", "2", "--device", "cpu", "--no-progress")
+
+
+def test_resume_without_a_checkpoint(capsys, mnist, tmp_path):
+    result = run_cli(capsys, "train", "--steps", "2", *TINY_FLAGS, "--out", tmp_path / "run", "--resume")
+    assert_usage_error(result, "error: --resume given but there is no checkpoint at")
+
+
+def test_train_sample_and_export_on_real_mnist(capsys, mnist, tmp_path):
+    import imageio.v3 as iio
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", "--steps", "4", *TINY_FLAGS, "--out", run, "--export", run / "ema.pt")
+    assert code == 0, err
+    assert "trained 4 steps" in out and "exported EMA weights" in out
+    code, out, err = run_cli(capsys, "train", "--steps", "6", *TINY_FLAGS, "--out", run, "--resume")
+    assert code == 0 and "trained 6 steps" in out, err
+
+    png, gif, npy = tmp_path / "d.png", tmp_path / "d.gif", tmp_path / "d.npy"
+    code, out, err = run_cli(capsys, "sample", "--checkpoint", run / "ema.pt", "--n", "10", "--label", "all",
+                             "--guidance", "1", "--steps", "4", "--out", png, "--gif", gif, "--npy", npy,
+                             "--no-progress")
+    assert code == 0, err
+    samples = np.load(npy)
+    assert samples.dtype == np.uint8 and samples.shape == (10, 28, 28)
+    assert iio.imread(png).shape[:2] == (32, 10 * 30 + 2)  # one row of ten, 2-pixel padding
+    # x_t at each of the 4 steps, then the samples. (improps, not imread: Pillow 13 misreads a valid GIF frame
+    # whose local palette has only black and white, as the final samples of an untrained model can have.)
+    assert iio.improps(gif, index=None).shape == (5, 32, 10 * 30 + 2)
+    assert iio.immeta(gif)["loop"] == 0
+
+
+def test_python_m_ddpm_lite_runs_in_a_fresh_process(capsys, tiny_ckpts, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    argv = ["sample", "--checkpoint", str(tiny_ckpts.cond), "--n", "3", "--steps", "3", "--label", "5",
+            "--seed", "9", "--no-progress"]
+    proc = subprocess.run([sys.executable, "-m", "ddpm_lite", *argv, "--out", str(tmp_path / "p.png"),
+                           "--npy", str(tmp_path / "p.npy")], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout and "Traceback" not in proc.stderr
+    code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "q.png", "--npy", tmp_path / "q.npy")
+    assert code == 0, err
+    assert np.array_equal(np.load(tmp_path / "p.npy"), np.load(tmp_path / "q.npy"))  # same seed, same digits
+
+    bad = subprocess.run([sys.executable, "-m", "ddpm_lite", "sample", "--checkpoint", str(tmp_path / "none.pt")],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("error: checkpoint") and bad.stderr.count("\n") == 1, bad.stderr

@@ -1,0 +1,79 @@
+"""Range conversions (exact), the real MNIST files, and clear errors when data is missing."""
+import pytest
+import torch
+
+from ddpm_lite.data import DataNotFoundError, data_root, load_images, to_model_range, to_uint8, to_unit
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def test_to_model_range_maps_0_255_onto_minus_1_plus_1():
+    x = to_model_range(torch.tensor([0, 127, 128, 255], dtype=torch.uint8))
+    assert x.dtype == torch.float32
+    assert x.tolist() == pytest.approx([-1.0, -0.5 / 127.5, 0.5 / 127.5, 1.0], abs=1e-7)
+
+
+def test_to_unit_maps_model_range_to_0_1_and_clamps():
+    assert to_unit(torch.tensor([-1.0, 0.0, 0.5, 1.0, -3.0, 2.0])).tolist() == [0.0, 0.5, 0.75, 1.0, 0.0, 1.0]
+
+
+def test_to_uint8_rounds_and_clamps():
+    u = to_uint8(torch.tensor([-1.0, 0.0, 1.0, -1 + 2 / 255, 5.0, -5.0]))
+    assert u.dtype == torch.uint8
+    assert u.tolist() == [0, 128, 255, 1, 255, 0]  # 0.0 -> 127.5 rounds half to even: 128
+
+
+def test_every_pixel_value_survives_the_round_trip():
+    u = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal(to_uint8(to_model_range(u)), u)
+
+
+def test_real_mnist_training_set(mnist):
+    images, labels = mnist
+    assert images.shape == (60000, 1, 28, 28) and images.dtype == torch.uint8
+    assert labels.dtype == torch.long
+    assert torch.bincount(labels).tolist() == MNIST_TRAIN_COUNTS
+    assert images.min() == 0 and images.max() == 255
+
+
+def test_real_mnist_test_set(mnist):
+    images, labels = load_images("mnist", train=False, download=False)
+    assert images.shape == (10000, 1, 28, 28) and labels.shape == (10000,)
+
+
+def test_missing_data_names_both_ways_to_point_at_it(tmp_path):
+    with pytest.raises(DataNotFoundError) as err:
+        load_images("mnist", root=tmp_path, download=False)
+    message = str(err.value)
+    assert "--data-root" in message and "DDPM_LITE_DATA" in message and str(tmp_path) in message
+    assert "downloading is switched off" in message
+
+
+def test_unknown_dataset_is_refused():
+    with pytest.raises(ValueError, match=r"unknown dataset 'svhn'; choose one of mnist, fashion-mnist, cifar10"):
+        load_images("svhn")
+
+
+def test_data_root_prefers_argument_then_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDPM_LITE_DATA", str(tmp_path / "env"))
+    assert data_root(tmp_path / "arg") == tmp_path / "arg"
+    assert data_root() == tmp_path / "env"
+    monkeypatch.delenv("DDPM_LITE_DATA")
+    assert data_root().parts[-3:] == (".cache", "ddpm_lite", "data")
+
+
+def test_folder_dataset_reads_class_subfolders(tmp_path):
+    from PIL import Image
+    for cls, value in (("cat", 10), ("dog", 200)):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.new("L", (12, 12), value).save(tmp_path / cls / f"{i}.png")
+    images, labels = load_images("folder", root=tmp_path, image_size=8, channels=1)
+    assert images.shape == (4, 1, 8, 8) and images.dtype == torch.uint8
+    assert labels.tolist() == [0, 0, 1, 1]
+    assert images[0].unique().tolist() == [10] and images[3].unique().tolist() == [200]
+
+
+def test_missing_folder_dataset_says_what_to_pass(tmp_path):
+    with pytest.raises(DataNotFoundError, match="image folder .* does not exist; pass --data-root"):
+        load_images("folder", root=tmp_path / "nothing")

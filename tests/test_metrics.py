@@ -1,0 +1,195 @@
+"""Metrics against exact answers: closed-form Frechet distances, k-NN radii on a line, constructed histograms;
+then the `evaluate` command end to end on real MNIST test digits written as a .npy file."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ddpm_lite import metrics
+from ddpm_lite.cli import main
+from ddpm_lite.data import DataNotFoundError, load_images
+
+
+def random_psd(d, seed):
+    a = torch.randn(d, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return a @ a.T + 0.1 * torch.eye(d, dtype=torch.float64)
+
+
+def test_frechet_distance_of_diagonal_gaussians_matches_closed_form():
+    mu1, mu2 = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, -1.0, 2.0])
+    v1, v2 = torch.tensor([1.0, 4.0, 9.0]), torch.tensor([4.0, 1.0, 0.25])
+    expected = ((mu1 - mu2) ** 2).sum() + ((v1.sqrt() - v2.sqrt()) ** 2).sum()  # 5 + (1 + 1 + 6.25)
+    assert metrics.frechet_distance(mu1, torch.diag(v1), mu2, torch.diag(v2)) == pytest.approx(float(expected), abs=1e-9)
+
+
+def test_frechet_distance_of_non_commuting_2x2_covariances():
+    # For 2x2 PSD A, B: tr (AB)^(1/2) = sqrt(tr(AB) + 2 sqrt(det A det B)), since sqrt(AB) has eigenvalues sqrt(l_i).
+    a, b = random_psd(2, 0), random_psd(2, 1)
+    assert not torch.allclose(a @ b, b @ a)
+    cross = math.sqrt(float(torch.trace(a @ b) + 2 * torch.sqrt(torch.det(a) * torch.det(b))))
+    mu1, mu2 = torch.tensor([0.5, -1.0]), torch.tensor([2.0, 0.0])
+    expected = float(((mu1 - mu2) ** 2).sum() + a.trace() + b.trace()) - 2 * cross
+    assert metrics.frechet_distance(mu1, a, mu2, b) == pytest.approx(expected, rel=1e-10)
+    assert metrics.frechet_distance(mu2, b, mu1, a) == pytest.approx(expected, rel=1e-10)  # symmetric
+
+
+def test_frechet_distance_with_identity_is_sum_of_sqrt_eigenvalues():
+    s = random_psd(16, 2)
+    eig = torch.linalg.eigvalsh(s)
+    expected = float(16 + eig.sum() - 2 * eig.sqrt().sum())  # tr(I) + tr(S) - 2 tr(S^(1/2))
+    assert metrics.frechet_distance(torch.zeros(16), torch.eye(16), torch.zeros(16), s) == pytest.approx(expected, rel=1e-9)
+
+
+def test_sqrtm_psd_squares_back_and_tolerates_rank_deficiency():
+    s = random_psd(8, 3)
+    r = metrics.sqrtm_psd(s)
+    assert torch.allclose(r @ r, s, atol=1e-10)
+    v = torch.randn(8, 1, dtype=torch.float64)
+    assert torch.allclose(metrics.sqrtm_psd(v @ v.T) @ metrics.sqrtm_psd(v @ v.T), v @ v.T, atol=1e-8)
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift():
+    f = torch.randn(500, 32, generator=torch.Generator().manual_seed(0))
+    assert abs(metrics.fid(f, f)) < 1e-6
+    shift = torch.zeros(32)
+    shift[0] = 3.0
+    assert metrics.fid(f, f + shift) == pytest.approx(9.0, abs=1e-6)  # same covariance: |mu1 - mu2|^2
+
+
+def test_gaussian_matches_numpy_unbiased_covariance():
+    f = torch.randn(50, 4, generator=torch.Generator().manual_seed(1))
+    mu, cov = metrics.gaussian(f)
+    assert np.allclose(cov.numpy(), np.cov(f.double().numpy(), rowvar=False))
+    assert np.allclose(mu.numpy(), f.double().numpy().mean(0))
+
+
+def test_knn_radii_on_a_line_and_chunking():
+    x = torch.arange(10.0)[:, None]  # points 0..9 on a line
+    r = metrics.knn_radii(x, k=3)
+    assert r.tolist() == [3, 2, 2, 2, 2, 2, 2, 2, 2, 3]  # third-nearest other point: ends 3 away, inside 2
+    y = torch.randn(37, 5, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(metrics.knn_radii(y, chunk=7), metrics.knn_radii(y, chunk=1000))
+    with pytest.raises(ValueError, match="more than k=3"):
+        metrics.knn_radii(x[:3])
+
+
+def test_precision_recall_identical_disjoint_and_half():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(200, 8, generator=g)
+    assert metrics.precision_recall(real, real.clone()) == (1.0, 1.0)
+    far = torch.randn(200, 8, generator=g) + 100.0
+    assert metrics.precision_recall(real, far) == (0.0, 0.0)
+    half = torch.cat([real[:100], far[:100]])  # half copies of real points (distance 0), half far away
+    precision, _ = metrics.precision_recall(real, half)
+    assert precision == 0.5
+    assert metrics.share_inside(far, real, metrics.knn_radii(real), chunk=13) == 0.0
+
+
+def test_class_balance_confident_share_and_conditional_accuracy():
+    assert metrics.class_balance(torch.arange(100) % 10) == pytest.approx(1.0)
+    assert metrics.class_balance(torch.full((50,), 3)) == 0.0
+    assert metrics.class_balance(torch.tensor([0, 1] * 20)) == pytest.approx(math.log(2) / math.log(10))
+    probs = torch.full((4, 10), 0.01)
+    probs[0, 0], probs[1, 1], probs[2, 2], probs[3, 3] = 0.91, 0.9, 0.89, 0.5
+    assert metrics.confident_share(probs) == 0.5  # 0.91 and 0.9 reach the threshold, 0.89 and 0.5 do not
+    assert metrics.conditional_accuracy(probs, torch.tensor([0, 1, 5, 3])) == 0.75
+
+
+def test_as_model_range_accepts_uint8_and_floats():
+    u = np.zeros((3, 28, 28), np.uint8)
+    u[0, 0, 0] = 255
+    x = metrics.as_model_range(u)
+    assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32
+    assert x[0, 0, 0, 0] == 1.0 and x[1].max() == -1.0
+    assert metrics.as_model_range(torch.zeros(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="uint8"):
+        metrics.as_model_range(np.zeros((2, 28, 28), np.int64))
+
+
+def cycling_test_digits(n):
+    """n MNIST test digits whose labels cycle 0..9, as `sample --label all` orders them."""
+    try:
+        images, labels = load_images("mnist", train=False)
+    except DataNotFoundError as e:
+        pytest.skip(f"MNIST not available: {e}")
+    picks = [int(torch.nonzero(labels == i % 10)[i // 10]) for i in range(n)]
+    return images[picks, 0].numpy()  # (n, 28, 28) uint8
+
+
+def test_evaluate_npy_end_to_end(tmp_path, capsys):
+    np.save(tmp_path / "digits.npy", cycling_test_digits(64))
+    rc = main(["evaluate", "--npy", str(tmp_path / "digits.npy"), "--conditional", "--json", str(tmp_path / "m.json"),
+               "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    for label in ("FID (classifier features)", "precision (k=3)", "recall (k=3)", "confident share (p_max >= 0.9)",
+                  "class balance (H / log 10)", "conditional accuracy", "real MNIST"):
+        assert label in out
+    result = json.loads((tmp_path / "m.json").read_text())
+    keys = {"n", "fid", "precision", "recall", "confident", "class_balance", "conditional_accuracy"}
+    assert set(result["model"]) == keys and set(result["real"]) == keys
+    assert result["model"]["n"] == result["real"]["n"] == 64
+    assert result["model"]["conditional_accuracy"] >= 0.95  # real digits in label order: the classifier agrees
+    assert result["model"]["class_balance"] > 0.99  # 6 or 7 of each digit
+    assert 0 <= result["model"]["precision"] <= 1 and result["model"]["fid"] >= 0
+    assert result["settings"]["confident_threshold"] == 0.9
+
+
+def run_cli(argv, capsys):
+    rc = main(argv)
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setup, argv, message", [
+    (None, ["--npy", "{d}/missing.npy"], "does not exist"),
+    (np.zeros((12, 32, 32), np.uint8), ["--npy", "{d}/x.npy"], "expected uint8 (N, 28, 28)"),
+    (np.zeros((12, 28, 28), np.float32), ["--npy", "{d}/x.npy"], "float32"),
+    (np.zeros((12, 28, 28), np.uint8), ["--npy", "{d}/x.npy", "--n", "13"], "more than the 12 images"),
+    (np.zeros((5, 28, 28), np.uint8), ["--npy", "{d}/x.npy"], "at least 10 images"),
+    (np.zeros((12, 28, 28), np.uint8), ["--npy", "{d}/x.npy", "--checkpoint", "c.pt"], "not both"),
+    (None, ["--sampler", "euler"], "unknown --sampler"),
+    (None, ["--guidance", "2"], "--guidance needs --conditional"),
+])
+def test_evaluate_rejects_bad_input(tmp_path, capsys, setup, argv, message):
+    if setup is not None:
+        np.save(tmp_path / "x.npy", setup)
+    rc, err = run_cli(["evaluate", *[a.format(d=tmp_path) for a in argv]], capsys)
+    assert rc == 2 and message in err
+
+
+def test_evaluate_rejects_non_positive_n(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--n", "0"])
+    assert e.value.code == 2 and "must be a positive integer" in capsys.readouterr().err
+
+
+def tiny_checkpoint(path, num_classes):
+    from ddpm_lite import checkpoint
+    from ddpm_lite.unet import UNet, UNetConfig
+    from dataclasses import asdict
+    torch.manual_seed(0)
+    cfg = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=(), groups=4, num_classes=num_classes)
+    checkpoint.save({"model_config": asdict(cfg), "schedule": {"kind": "cosine", "T": 20},
+                     "ema": UNet(cfg).state_dict()}, path)
+    return path
+
+
+def test_evaluate_checks_sampling_flags_against_the_checkpoint(tmp_path, capsys):
+    uncond = tiny_checkpoint(tmp_path / "u.pt", None)
+    rc, err = run_cli(["evaluate", "--checkpoint", str(uncond), "--conditional"], capsys)
+    assert rc == 2 and "--conditional needs a class-conditional checkpoint" in err
+    rc, err = run_cli(["evaluate", "--checkpoint", str(uncond), "--steps", "21"], capsys)
+    assert rc == 2 and "between 1 and T=20" in err
+
+
+def test_generate_in_batches_is_seeded_and_cycles_labels(tmp_path):
+    from argparse import Namespace
+    from ddpm_lite import checkpoint
+    model, schedule = checkpoint.load_model(tiny_checkpoint(tmp_path / "c.pt", 10))
+    args = Namespace(n=7, batch_size=3, sampler="ddim", steps=3, eta=0.0, guidance=1.0, seed=5, no_progress=True)
+    labels = torch.arange(7) % 10
+    x = metrics._generate(model, schedule, labels, args)
+    assert x.shape == (7, 1, 28, 28) and x.dtype == torch.uint8
+    assert torch.equal(x, metrics._generate(model, schedule, labels, args))

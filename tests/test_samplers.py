@@ -1,0 +1,226 @@
+"""Samplers driven by the exact noise predictor for one-point data, whose answers are known in closed form.
+
+For data that is a single point c, eps*(x_t, t) = (x_t - sqrt(alpha_bar_t) c) / sqrt(1 - alpha_bar_t)
+(conftest.SinglePointPredictor). Driven by it, every sampler must land on c; DDPM and stochastic DDIM
+must also pass through the forward marginals q(x_t | x0 = c) = N(sqrt(alpha_bar_t) c, 1 - alpha_bar_t),
+and deterministic DDIM keeps the normalised noise (x_t - sqrt(alpha_bar_t) c) / sqrt(1 - alpha_bar_t) fixed.
+"""
+import math
+
+import pytest
+import torch
+
+from conftest import SinglePointPredictor, tiny_unet
+from ddpm_lite.diffusion import x0_from_eps
+from ddpm_lite.samplers import guided_eps, sample, timestep_pairs
+from ddpm_lite.schedule import Schedule
+
+C_POINT = torch.linspace(-0.9, 0.9, 16).reshape(1, 1, 4, 4)  # the one data point, 4x4 grey
+SCHEDULE = Schedule.cosine(20)
+
+
+def seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def centres(*points):
+    return torch.cat([p.reshape(1, *C_POINT.shape[1:]) for p in points])
+
+
+def landing_tol(steps: int) -> float:
+    """Float32 rounding of x_t (|x_t| < 5) divided by sqrt(alpha_bar) of the last network call, in Eq. 4."""
+    t_last = timestep_pairs(SCHEDULE.T, steps)[-1][0]
+    return 5 * 2 ** -23 * 4 / SCHEDULE.alpha_bars[t_last].sqrt().item()
+
+
+@pytest.mark.parametrize("variance", ["beta_tilde", "beta"])
+@pytest.mark.parametrize("clip_x0", [True, False])
+def test_ddpm_all_steps_lands_on_the_point(variance, clip_x0):
+    model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
+    x = sample(model, SCHEDULE, 16, sampler="ddpm", variance=variance, clip_x0=clip_x0, generator=seeded())
+    assert len(model.batch_sizes) == SCHEDULE.T  # Alg. 2 runs every step
+    torch.testing.assert_close(x, C_POINT.expand_as(x), rtol=0, atol=landing_tol(SCHEDULE.T))
+
+
+@pytest.mark.parametrize("steps", [1, 3, 10, 20])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+@pytest.mark.parametrize("clip_x0", [True, False])
+def test_ddim_lands_on_the_point(steps, eta, clip_x0):
+    model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
+    x = sample(model, SCHEDULE, 16, steps=steps, eta=eta, clip_x0=clip_x0, generator=seeded())
+    assert len(model.batch_sizes) == steps
+    torch.testing.assert_close(x, C_POINT.expand_as(x), rtol=0, atol=landing_tol(steps))
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0)])
+def test_guided_sampling_lands_on_the_point(sampler, eta):
+    """Conditional and "no label" answers both for c: any guidance weight still gives c."""
+    model = SinglePointPredictor(SCHEDULE, centres(*[C_POINT] * 11))  # 10 classes + no label, all at c
+    labels = torch.arange(12) % 10
+    x = sample(model, SCHEDULE, 12, sampler=sampler, steps=5, eta=eta, labels=labels, guidance=3.0,
+               generator=seeded())
+    assert model.batch_sizes == [24] * 5  # conditional and unconditional passes as one batch
+    torch.testing.assert_close(x, C_POINT.expand_as(x), rtol=0, atol=landing_tol(5))
+
+
+def test_guided_eps_is_one_plus_w_cond_minus_w_uncond():
+    c_label, c_null = C_POINT, -0.5 * C_POINT.flip(-1)
+    model = SinglePointPredictor(SCHEDULE, centres(c_label, c_null))  # label 0 -> c_label, "no label" -> c_null
+    x = torch.randn(3, 1, 4, 4, generator=seeded(5))
+    t, labels, w = torch.tensor([2, 10, 19]), torch.zeros(3, dtype=torch.long), 2.5
+    got = guided_eps(model, x, t, labels, w)
+    assert model.batch_sizes == [6]
+    eps_c, eps_u = model(x, t, labels), model(x, t, torch.ones(3, dtype=torch.long))
+    assert not torch.allclose(eps_c, eps_u)
+    torch.testing.assert_close(got, (1 + w) * eps_c - w * eps_u)  # Ho & Salimans Eq. 6
+    assert torch.equal(guided_eps(model, x, t, labels, 0.0), eps_c)  # w = 0: plain conditional, one pass
+    assert torch.equal(guided_eps(model, x, t, None, w), model(x, t, None))  # no labels: unconditional
+
+
+def test_guided_ddim_lands_on_the_extrapolated_point():
+    """Guided eps is the exact predictor for (1 + w) c_label - w c_null, so DDIM must land there."""
+    c_label, c_null, w = C_POINT * 0.5, C_POINT.flip(-1) * 0.25, 0.8
+    model = SinglePointPredictor(SCHEDULE, centres(c_label, c_null))
+    x = sample(model, SCHEDULE, 4, steps=6, labels=torch.zeros(4, dtype=torch.long), guidance=w, clip_x0=False,
+               generator=seeded())
+    target = (1 + w) * c_label - w * c_null
+    torch.testing.assert_close(x, target.expand_as(x), rtol=0, atol=landing_tol(6))
+
+
+def standardised(traj, c=C_POINT):
+    """(x_t - sqrt(alpha_bar_t) c) / sqrt(1 - alpha_bar_t) for each recorded step: (S, B, C, H, W)."""
+    ab = SCHEDULE.alpha_bars[traj.timesteps].double().reshape(-1, 1, 1, 1, 1)
+    return (traj.xt.double() - ab.sqrt() * c.double()) / (1 - ab).sqrt()
+
+
+@pytest.mark.parametrize("sampler,steps,eta", [("ddpm", None, 0.0), ("ddpm", 7, 0.0), ("ddim", 7, 1.0)])
+def test_stochastic_samplers_pass_through_the_forward_marginals(sampler, steps, eta):
+    n = 4096
+    model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
+    _, traj = sample(model, SCHEDULE, n, sampler=sampler, steps=steps, eta=eta, clip_x0=False,
+                     generator=seeded(), trajectory=True)
+    z = standardised(traj).reshape(len(traj.timesteps), -1)  # (S, n * 16): N(0, 1) at every step
+    m = z.shape[1]
+    # x_T ~ N(0, 1) differs from q(x_T | c) by sqrt(alpha_bar_T) c, about 2e-3: inside the allowance
+    assert (z.mean(1).abs() < 5 / math.sqrt(m) + 0.01).all(), z.mean(1)
+    assert ((z.var(1) - 1).abs() < 5 * math.sqrt(2 / m) + 0.01).all(), z.var(1)
+
+
+def test_ddpm_with_wrong_variance_leaves_the_marginals():
+    """The marginal check above can fail: the larger "beta" variance overshoots q(x_t | c)."""
+    model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
+    _, traj = sample(model, SCHEDULE, 4096, sampler="ddpm", variance="beta", clip_x0=False, generator=seeded(),
+                     trajectory=True)
+    assert standardised(traj).reshape(len(traj.timesteps), -1).var(1).max() > 1.1
+
+
+def test_deterministic_ddim_keeps_the_normalised_noise():
+    model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
+    _, traj = sample(model, SCHEDULE, 8, steps=6, clip_x0=False, generator=seeded(), trajectory=True)
+    z = standardised(traj)
+    torch.testing.assert_close(z, z[:1].expand_as(z), rtol=0, atol=1e-4)
+
+
+def draws_used(shape, **kw):
+    """How many standard-normal tensors of `shape` sample() took from its generator."""
+    g = seeded(7)
+    x = sample(generator=g, **kw)
+    after = torch.randn(1, generator=g)
+    for k in range(0, 50):
+        ref = seeded(7)
+        for _ in range(k):
+            torch.randn(shape, generator=ref)
+        if torch.equal(torch.randn(1, generator=ref), after):
+            return k, x
+    raise AssertionError("generator advanced by an unexpected amount")
+
+
+def test_ddim_eta0_draws_only_x_T_and_ddpm_draws_one_per_step_but_the_last(tiny_model):
+    s = Schedule.cosine(20)
+    shape = (2, 1, 28, 28)
+    kw = dict(model=tiny_model, schedule=s, n=2, steps=5)
+    assert draws_used(shape, **kw)[0] == 1  # deterministic: the output depends on x_T alone
+    assert draws_used(shape, eta=0.5, **kw)[0] == 5  # x_T plus one per step, none on the last
+    assert draws_used(shape, sampler="ddpm", **kw)[0] == 5
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0)])
+def test_same_seed_same_samples_other_seed_other_samples(tiny_model, sampler, eta):
+    s = Schedule.cosine(20)
+    labels = torch.tensor([3, 7])
+    run = lambda seed: sample(tiny_model, s, 2, sampler=sampler, steps=4, eta=eta, labels=labels,  # noqa: E731
+                              guidance=1.0, generator=seeded(seed))
+    a = run(11)
+    assert torch.equal(a, run(11))
+    assert not torch.allclose(a, run(12))
+    assert a.shape == (2, 1, 28, 28) and a.abs().max() <= 1
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_one_step_returns_the_clipped_x0_prediction_from_x_T(tiny_model, sampler):
+    s = Schedule.cosine(20)
+    x = sample(tiny_model, s, 3, sampler=sampler, steps=1, eta=1.0, generator=seeded(3))
+    x_T = torch.randn(3, 1, 28, 28, generator=seeded(3))
+    with torch.no_grad():
+        eps = tiny_model(x_T, torch.full((3,), s.T - 1), None)
+    x0 = x0_from_eps(s.alpha_bars[-1], x_T, eps).clamp(-1, 1)
+    torch.testing.assert_close(x, x0, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddim", 1.0), ("ddpm", 0.0)])
+def test_no_noise_on_the_last_step(tiny_model, sampler, eta):
+    s = Schedule.cosine(20)
+    x, traj = sample(tiny_model, s, 2, sampler=sampler, steps=6, eta=eta, generator=seeded(), trajectory=True)
+    assert traj.timesteps[-1] == 0
+    assert torch.equal(x, traj.x0_pred[-1])
+
+
+def test_trajectory_true_records_every_step():
+    model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
+    x, traj = sample(model, SCHEDULE, 3, steps=5, generator=seeded(), trajectory=True)
+    assert traj.timesteps == [t for t, _ in timestep_pairs(SCHEDULE.T, 5)]
+    assert traj.xt.shape == traj.x0_pred.shape == (5, 3, 1, 4, 4)
+    assert torch.equal(traj.xt[0], torch.randn(3, 1, 4, 4, generator=seeded()))  # x_T itself
+    assert not torch.equal(traj.xt[1], traj.xt[0])
+
+
+def test_trajectory_set_records_only_those_steps():
+    model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
+    visited = [t for t, _ in timestep_pairs(SCHEDULE.T, 5)]  # [19, 14, 10, 5, 0]
+    x, traj = sample(model, SCHEDULE, 2, steps=5, generator=seeded(), trajectory={0, visited[1], 3})
+    assert traj.timesteps == [visited[1], 0]  # 3 is not visited with 5 steps
+    assert traj.xt.shape == traj.x0_pred.shape == (2, 2, 1, 4, 4)
+    _, full = sample(model, SCHEDULE, 2, steps=5, generator=seeded(), trajectory=True)
+    assert torch.equal(traj.xt, full.xt[[1, 4]]) and torch.equal(traj.x0_pred, full.x0_pred[[1, 4]])
+
+
+def test_trajectory_of_unvisited_steps_is_empty_with_the_right_shape():
+    model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
+    for wanted in ({3}, set()):
+        x, traj = sample(model, SCHEDULE, 2, steps=5, generator=seeded(), trajectory=wanted)
+        assert traj.timesteps == [] and traj.xt.shape == traj.x0_pred.shape == (0, 2, 1, 4, 4)
+
+
+@pytest.mark.parametrize("T,steps", [(1000, 1), (1000, 50), (1000, 999), (1000, 1000), (20, 7), (20, 20), (1, 1)])
+def test_timestep_pairs_walk_down_from_T_minus_1_to_minus_1(T, steps):
+    pairs = timestep_pairs(T, steps)
+    ts = [t for t, _ in pairs]
+    assert len(pairs) == steps and ts[0] == T - 1 and pairs[-1][1] == -1
+    assert ts[-1] == (0 if steps > 1 else T - 1)
+    assert all(a > b for a, b in zip(ts, ts[1:]))  # strictly decreasing: no step repeated
+    assert [p for _, p in pairs] == ts[1:] + [-1]
+    if steps == T:
+        assert ts == list(range(T - 1, -1, -1))
+
+
+@pytest.mark.parametrize("steps", [0, -1, 21])
+def test_timestep_pairs_rejects_steps_outside_1_to_T(steps):
+    with pytest.raises(ValueError, match=rf"steps must be between 1 and T=20, got {steps}"):
+        timestep_pairs(20, steps)
+
+
+def test_sample_rejects_unknown_sampler_and_variance(tiny_model):
+    with pytest.raises(ValueError, match="unknown sampler 'euler'; choose one of ddpm, ddim"):
+        sample(tiny_model, SCHEDULE, 1, sampler="euler")
+    with pytest.raises(ValueError, match="unknown variance 'large'; choose one of beta_tilde, beta"):
+        sample(tiny_model, SCHEDULE, 1, sampler="ddpm", variance="large")

@@ -1,0 +1,185 @@
+"""Training on tiny random data: exact resume, divergence handling, label dropout, lr schedule and EMA math."""
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from ddpm_lite import checkpoint
+from ddpm_lite.train import Batches, TrainConfig, TrainingDiverged, _draw, ema_update, lr_at, train
+from ddpm_lite.unet import UNet
+
+MODEL_CFG = tiny_config(image_size=8)
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 1, 8, 8), generator=g, dtype=torch.uint8)  # (N, C, H, W)
+    return images, torch.randint(0, 10, (64,), generator=g)
+
+
+def config(tmp_path, **kw):
+    base = dict(steps=6, batch_size=8, lr=2e-3, warmup=2, T=50, ckpt_every=3, log_every=3, out_dir=str(tmp_path),
+                device="cpu", seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+class Stop(Exception):
+    pass
+
+
+def stop_at(n):
+    def callback(step, loss, model, ema):
+        if step == n:
+            raise Stop
+    return callback
+
+
+def test_resumed_run_matches_the_uninterrupted_run_step_for_step(tmp_path, data):
+    full = train(config(tmp_path / "full"), MODEL_CFG, progress=False, data=data)
+    with pytest.raises(Stop):  # interrupted right after the step-3 checkpoint
+        train(config(tmp_path / "cut"), MODEL_CFG, progress=False, data=data, callback=stop_at(3))
+    assert checkpoint.load(tmp_path / "cut" / "last.pt")["step"] == 3
+    resumed = train(config(tmp_path / "cut"), MODEL_CFG, resume=True, progress=False, data=data)
+    assert resumed["step"] == full["step"] == 6
+    for key in ("model", "ema"):
+        for name, value in full[key].items():
+            assert torch.equal(resumed[key][name], value), (key, name)
+    for name, value in full["optimizer"]["state"][0].items():
+        assert torch.equal(resumed["optimizer"]["state"][0][name], value), name
+    strip_speed = lambda h: [row[:3] for row in h]  # noqa: E731  images/s is a timing, the rest must match
+    assert strip_speed(resumed["history"]) == strip_speed(full["history"])
+    assert not torch.equal(full["model"]["conv_out.weight"], torch.zeros_like(full["model"]["conv_out.weight"]))
+
+
+def test_history_lr_and_saved_checkpoint(tmp_path, data):
+    cfg = config(tmp_path)
+    ckpt = train(cfg, MODEL_CFG, progress=False, data=data)
+    assert [row[0] for row in ckpt["history"]] == [3, 6]
+    assert [row[2] for row in ckpt["history"]] == [lr_at(cfg, 2), lr_at(cfg, 5)]
+    assert all(math.isfinite(row[1]) and row[1] > 0 and row[3] > 0 for row in ckpt["history"])
+    saved = checkpoint.load(tmp_path / "last.pt")
+    assert saved["step"] == 6 and saved["train_config"] == dataclasses.asdict(cfg)
+    model, schedule = checkpoint.build(saved)
+    assert schedule.to_dict() == {"kind": "cosine", "T": 50} and model.config == MODEL_CFG
+    for name, value in ckpt["ema"].items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_ema_follows_the_warm_up_formula_through_training(tmp_path, data):
+    """Replay the EMA in float64 from the weights after each step n: ema <- d ema + (1 - d) p.
+
+    d = min(0.999, (1 + n) / (10 + n)), the warm-up that lets early EMA weights follow the model.
+    """
+    torch.manual_seed(0)
+    ema_ref = {k: v.double() for k, v in UNet(MODEL_CFG).state_dict().items()}  # train() seeds, then builds
+    seen = []
+
+    def callback(step, loss, model, ema):
+        seen.append({k: v.detach().double().clone() for k, v in model.state_dict().items()})
+
+    out = train(config(tmp_path, steps=4), MODEL_CFG, progress=False, data=data, callback=callback)
+    for n, params in enumerate(seen):
+        d = min(0.999, (1 + n) / (10 + n))
+        ema_ref = {k: d * ema_ref[k] + (1 - d) * params[k] for k in ema_ref}
+    for name, value in out["ema"].items():
+        torch.testing.assert_close(value.double(), ema_ref[name], rtol=1e-5, atol=1e-7, msg=name)
+    assert not torch.equal(out["ema"]["conv_out.weight"], out["model"]["conv_out.weight"])
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, data):
+    saved = {}
+
+    def poison(step, loss, model, ema):  # after the step-2 checkpoint, make the next loss NaN
+        if step == 2:
+            saved["bytes"] = (tmp_path / "last.pt").read_bytes()
+            with torch.no_grad():
+                model.conv_out.weight.fill_(float("nan"))
+
+    message = r"loss became nan at step 2; stopped without saving.*last\.pt.*--resume"
+    with pytest.raises(TrainingDiverged, match=message):
+        train(config(tmp_path, ckpt_every=1), MODEL_CFG, progress=False, data=data, callback=poison)
+    assert (tmp_path / "last.pt").read_bytes() == saved["bytes"]
+    assert checkpoint.load(tmp_path / "last.pt")["step"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path, data):
+    with pytest.raises(checkpoint.CheckpointError, match=r"--resume given but there is no checkpoint at .*last\.pt"):
+        train(config(tmp_path / "empty"), MODEL_CFG, resume=True, progress=False, data=data)
+
+
+def test_resume_with_another_model_config_is_refused(tmp_path, data):
+    train(config(tmp_path, steps=3), MODEL_CFG, progress=False, data=data)
+    other = tiny_config(image_size=8, num_classes=None)
+    with pytest.raises(checkpoint.CheckpointError, match="resume with the same model flags"):
+        train(config(tmp_path), other, resume=True, progress=False, data=data)
+
+
+def draw(label_dropout, n=20_000, num_classes=10, step=0, seed=0):
+    cfg = TrainConfig(label_dropout=label_dropout, seed=seed)
+    images = torch.randint(0, 256, (n, 1, 2, 2), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    labels = torch.arange(n) % 10
+    batches = Batches(n, n, seed)
+    model_cfg = tiny_config(num_classes=num_classes)
+    return (images, labels, batches.indices(step)), _draw(cfg, model_cfg, batches, images, labels, step, 50, "cpu")
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3])
+def test_label_dropout_replaces_that_share_with_no_label(p):
+    (images, labels, idx), (x0, y, t, eps) = draw(p)
+    dropped = y == 10
+    share = dropped.double().mean().item()
+    assert abs(share - p) < 5 * math.sqrt(p * (1 - p) / len(y)), share
+    assert torch.equal(y[~dropped], labels[idx][~dropped])  # the others keep their own label
+    assert torch.equal(x0, images[idx].float() / 127.5 - 1)
+    assert t.min() >= 0 and t.max() < 50 and eps.shape == x0.shape
+
+
+def test_label_dropout_extremes_and_unconditional():
+    assert not (draw(0.0, n=2000)[1][1] == 10).any()
+    assert (draw(1.0, n=2000)[1][1] == 10).all()
+    assert draw(0.5, n=2000, num_classes=None)[1][1] is None
+
+
+def test_each_draw_is_a_pure_function_of_seed_and_step():
+    a, b = draw(0.1, n=500, step=3)[1], draw(0.1, n=500, step=3)[1]
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    c = draw(0.1, n=500, step=4)[1]
+    assert not torch.equal(a[3], c[3])
+
+
+def test_batches_visit_every_image_once_per_epoch():
+    batches = Batches(n=50, batch_size=8, seed=3)  # 6 full batches per epoch, the remainder skipped
+    epoch0 = torch.cat([batches.indices(k) for k in range(6)])
+    assert len(epoch0) == 48 and len(epoch0.unique()) == 48
+    epoch1 = torch.cat([batches.indices(k) for k in range(6, 12)])
+    assert len(epoch1.unique()) == 48 and not torch.equal(epoch0, epoch1)
+    assert torch.equal(Batches(50, 8, 3).indices(7), batches.indices(7))  # no hidden state
+
+
+def test_lr_warms_up_linearly_then_follows_a_cosine_to_the_floor():
+    cfg = TrainConfig(lr=1e-3, warmup=10, steps=110, lr_min_ratio=0.1)
+    assert lr_at(cfg, 0) == pytest.approx(1e-4)
+    assert lr_at(cfg, 4) == pytest.approx(5e-4)
+    assert lr_at(cfg, 9) == pytest.approx(1e-3)
+    assert lr_at(cfg, 10) == pytest.approx(1e-3)  # top of the cosine
+    assert lr_at(cfg, 60) == pytest.approx(1e-4 + 0.9e-3 * 0.5)  # half way: cos(pi/2) = 0
+    assert lr_at(cfg, 35) == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(cfg, 110) == pytest.approx(1e-4) and lr_at(cfg, 500) == pytest.approx(1e-4)
+
+
+def test_ema_update_is_exact_and_copies_buffers():
+    torch.manual_seed(0)
+    make = lambda: torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))  # noqa: E731
+    ema, model = make(), make()
+    model[1].running_mean.fill_(0.25)
+    before = [p.detach().double().clone() for p in ema.parameters()]
+    ema_update(ema, model, 0.9)
+    for e, b, p in zip(ema.parameters(), before, model.parameters()):
+        torch.testing.assert_close(e.double(), 0.9 * b + 0.1 * p.double(), rtol=1e-6, atol=1e-7)
+    assert torch.equal(ema[1].running_mean, model[1].running_mean)
+    ema_update(ema, model, 0.0)  # decay 0 copies the weights
+    assert all(torch.equal(e, p) for e, p in zip(ema.parameters(), model.parameters()))

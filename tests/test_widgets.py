@@ -1,0 +1,201 @@
+"""The sliders driven from Python, no browser: set a value, then compare the picture the widget shows (decoded from
+its PNG bytes) with the picture computed independently from q_sample, the sampler's trajectory or sample()."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ipywidgets")
+
+from conftest import tiny_unet  # noqa: E402
+from ddpm_lite import widgets  # noqa: E402
+from ddpm_lite.data import to_uint8  # noqa: E402
+from ddpm_lite.diffusion import q_sample  # noqa: E402
+from ddpm_lite.samplers import sample  # noqa: E402
+from ddpm_lite.schedule import Schedule  # noqa: E402
+from ddpm_lite.viz import grid_uint8  # noqa: E402
+
+WHITE_GAP = 8
+
+
+def big(a: np.ndarray, k: int) -> np.ndarray:
+    return a.repeat(k, 0).repeat(k, 1)
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Three stand-in digits in [-1, 1]: mostly -1 (background) with random strokes at +1, like MNIST."""
+    strokes = torch.rand(3, 1, 28, 28, generator=seeded(0)) < 0.2
+    return torch.where(strokes, 1.0, -1.0)
+
+
+@pytest.fixture(scope="module")
+def forward(digits):
+    return widgets.forward_slider(digits, T=100, seed=5)
+
+
+def expected_forward(schedule, x0, i, t, scale, seed=5):
+    """The documented rule: digit i's eps comes from seed + i; paper t >= 1 is code index t - 1; t = 0 is x0."""
+    eps = torch.randn((1, 28, 28), generator=seeded(seed + i))
+    xt = x0[i] if t == 0 else q_sample(schedule, x0[i:i + 1], torch.tensor([t - 1]), eps[None])[0]
+    return big(to_uint8(xt)[0].numpy(), scale)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_forward_slider_shows_q_sample_at_code_index_t_minus_1(forward, digits, kind):
+    schedule = Schedule.build(kind, 100)
+    forward.schedule_menu.value = kind
+    for i in (0, 2):
+        forward.digit_menu.value = i
+        for t in (0, 1, 37, 100):
+            forward.slider.value = t
+            assert np.array_equal(forward.frame(), expected_forward(schedule, digits, i, t, forward.scale)), (kind, i, t)
+            assert f"t = {t}</b>" in forward.status.value
+    assert forward.errors == []
+
+
+def test_forward_noise_is_fixed_per_digit_so_neighbouring_t_look_alike(digits):
+    w = widgets.forward_slider(digits, T=1000, seed=0, t=500)
+    a = w.frame().astype(int)
+    w.slider.value = 501
+    b = w.frame().astype(int)
+    w.digit_menu.value = 1  # another digit: another noise draw, a very different picture
+    w.slider.value = 500
+    c = w.frame().astype(int)
+    assert np.abs(a - b).mean() < 2 < 40 < np.abs(a - c).mean()
+    assert w.errors == []
+
+
+def test_forward_curve_marker_sits_on_the_selected_schedule_at_t(forward):
+    forward.schedule_menu.value = "linear"
+    cols = {}
+    for t in (0, 30, 90):
+        forward.slider.value = t
+        shown = widgets.decode_png(forward.images[1].value)  # (H, W, 3)
+        for (c, r) in forward.curves.points["linear"]:
+            assert (shown[r[t], c[t]] == [214, 39, 40]).all(), t  # the red marker
+        cols[t] = forward.curves.points["linear"][0][0][t]
+        ab_rows = forward.curves.points["linear"][0][1]
+    assert cols[0] < cols[30] < cols[90]
+    assert ab_rows[0] < ab_rows[30] < ab_rows[90]  # alpha_bar falls: the marker goes down the picture
+    assert forward.errors == []
+
+
+def test_forward_histogram_bars_follow_the_pixels(forward):
+    """The digits are exactly -1 or +1, so at t = 0 no bar stands over 0; at t = T, x_t ~ N(0, 1) has one there."""
+    hist = forward.hist
+    centre = (hist.cols[24] + hist.cols[25]) // 2  # the bin [0, 1/6)
+    bars = {}
+    for t in (0, 100):
+        forward.slider.value = t
+        shown = widgets.decode_png(forward.images[2].value)
+        bars[t] = (shown[hist.row_top:hist.row0, centre] == [31, 119, 180]).all(axis=1).sum()
+    assert bars[0] == 0 < bars[100]
+
+
+def test_forward_slider_checks_its_input(digits):
+    with pytest.raises(ValueError, match="shape"):
+        widgets.forward_slider(digits[:, 0])
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        widgets.forward_slider(digits * 3)
+    pixels = torch.randint(0, 256, (2, 1, 28, 28), generator=seeded(1), dtype=torch.uint8)
+    w = widgets.forward_slider(pixels, T=10, t=0)  # uint8 is converted, and t = 0 shows it unchanged
+    assert np.array_equal(w.frame()[::w.scale, ::w.scale], pixels[0, 0].numpy())
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_reverse_slider_shows_the_trajectory_without_calling_the_network(sampler):
+    model, schedule = tiny_unet(), Schedule.cosine(20)
+    w = widgets.reverse_slider(model, schedule, sampler=sampler, steps=4, n=3, seed=7)
+    x, traj = sample(model, schedule, 3, sampler=sampler, steps=4, generator=seeded(7), trajectory=True)
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    gap = np.full((32, WHITE_GAP), 255, np.uint8)  # a 3-wide grid of 28 px tiles with 2 px padding is 32 px high
+    for k in [0, 1, 2, 3, 4, 2, 0]:
+        w.slider.value = k
+        left, right = (traj.xt[k], traj.x0_pred[k]) if k < 4 else (x, x)
+        expected = big(np.hstack([grid_uint8(left, 3), gap, grid_uint8(right, 3)]), w.scale)
+        assert np.array_equal(w.frame(), expected), k
+        assert f"step {k}/4" in w.status.value and (k < 4) == ("final samples" not in w.status.value)
+    assert calls == [] and w.errors == []
+    # a precomputed Trajectory alone gives the same pictures: its last predicted x0 is the final sample
+    v = widgets.reverse_slider(traj)
+    for k in range(5):
+        w.slider.value = v.slider.value = k
+        assert np.array_equal(v.frame(), w.frame()), k
+
+
+def test_reverse_slider_input_errors():
+    schedule = Schedule.cosine(20)
+    with pytest.raises(ValueError, match="schedule"):
+        widgets.reverse_slider(tiny_unet())
+    with pytest.raises(ValueError, match="unconditional"):
+        widgets.reverse_slider(tiny_unet(num_classes=None), schedule, steps=2, n=2, labels=3)
+
+
+def test_guidance_slider_regenerates_with_a_fixed_seed_and_caches():
+    model, schedule = tiny_unet(seed=3), Schedule.cosine(20)
+    w = widgets.guidance_slider(model, schedule, scales=(0, 2), steps=3, seed=4, n=3)
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    w.digit_menu.value = 7
+    shown = {}
+    for scale in (2.0, 0.0):
+        w.slider.value = scale
+        x = sample(model, schedule, 3, sampler="ddim", steps=3, labels=torch.full((3,), 7), guidance=scale,
+                   generator=seeded(4))
+        assert np.array_equal(w.frame(), big(grid_uint8(x, 3), w.scale)), scale
+        assert f"w = {scale:g}</b> &middot; digit 7" in w.status.value
+        shown[scale] = w.frame()
+    assert not np.array_equal(shown[0.0], shown[2.0])  # guidance changes the samples
+    before = len(calls)
+    w.slider.value = 2.0  # seen before: from the cache, no network call
+    assert len(calls) == before and "cached" in w.status.value
+    assert np.array_equal(w.frame(), shown[2.0]) and w.errors == []
+    with pytest.raises(ValueError, match="class-conditional"):
+        widgets.guidance_slider(tiny_unet(num_classes=None), schedule)
+
+
+def test_a_failing_callback_is_recorded_and_shown_not_swallowed(digits):
+    w = widgets.forward_slider(digits, T=10)
+    w.draw = lambda: 1 / 0
+    w.slider.value = 3  # must not raise: ipywidgets would hide it; the widget keeps and shows it instead
+    assert len(w.errors) == 1 and isinstance(w.errors[0], ZeroDivisionError)
+    assert "ZeroDivisionError" in w.error.value
+
+
+def test_widget_box_holds_the_controls_and_the_classes_the_browser_test_finds(digits):
+    w = widgets.forward_slider(digits, T=10)
+    assert w.slider in w.container.children[0].children and w.image in w.container.children[2].children
+    assert {"ddpm-lite-widget", "ddpm-lite-forward"} <= set(w.container._dom_classes)
+    assert "ddpm-lite-image" in w.image._dom_classes and "ddpm-lite-status" in w.status._dom_classes
+
+
+def test_static_twins_write_the_same_pictures(tmp_path, digits):
+    import imageio.v3 as iio
+    gif = iio.imread(widgets.save_forward_gif(tmp_path / "f.gif", digits, schedule="linear", T=50, frames=6, seed=5,
+                                              nrow=3), index=None)
+    schedule = Schedule.linear(50)
+    eps = torch.stack([torch.randn((1, 28, 28), generator=seeded(5 + i)) for i in range(3)])
+    last = grid_uint8(q_sample(schedule, digits, torch.full((3,), 49), eps), 3)
+    grey = lambda f: f if f.ndim == 2 else f[..., 0]  # noqa: E731
+    assert len(gif) == 6
+    assert np.array_equal(grey(gif[0]), grid_uint8(digits, 3)) and np.array_equal(grey(gif[-1]), last)
+
+    model, cosine = tiny_unet(), Schedule.cosine(20)
+    x, traj = sample(model, cosine, 2, steps=3, generator=seeded(1), trajectory=True)
+    gif = iio.imread(widgets.save_reverse_gif(tmp_path / "r.gif", model, cosine, steps=3, n=2, seed=1, scale=1),
+                     index=None)
+    assert len(gif) == 4
+    final = grid_uint8(x, 2)
+    assert np.array_equal(grey(gif[-1]), np.hstack([final, np.full((32, WHITE_GAP), 255, np.uint8), final]))
+
+    for path in (widgets.save_forward_strip(tmp_path / "s.png", digits, T=50, ts=(0, 25, 50)),
+                 widgets.save_guidance_strip(tmp_path / "g.png", model, cosine, digit=1, scales=(0, 3), steps=2,
+                                             n=3)):
+        assert widgets.decode_png(path.read_bytes()).shape[0] > 60
