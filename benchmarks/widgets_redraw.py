@@ -83,7 +83,7 @@ def main():
     print(f"model: {checkpoint.default_checkpoint() if checkpoint.default_checkpoint().is_file() else 'untrained'}")
     built = []
     (wall,), (cpu,) = timed([lambda: built.append(widgets.reverse_slider(model, schedule, steps=50, n=8))])
-    print(f"reverse slider built (50 DDIM steps, 51 frames encoded) in {wall / 1000:.2f} s wall, {cpu / 1000:.2f} s CPU")
+    print(f"reverse slider built (50 DDIM steps, 51 frames encoded): {wall / 1000:.2f} s wall, {cpu / 1000:.2f} s CPU")
     report("reverse slider move", *timed(setter(built[0], int(k)) for k in rng.integers(0, 51, args.moves)))
 
     g = widgets.guidance_slider(model, schedule, scales=(0, 2), steps=10)

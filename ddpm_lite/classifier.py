@@ -85,18 +85,19 @@ def train_classifier(epochs: int = 3, batch_size: int = 128, lr: float = 2e-3, s
     g = torch.Generator().manual_seed(seed)
     images, labels = load_images("mnist", data_root, train=True)
     model = Classifier(cfg)
-    steps = epochs * math.ceil(len(images) / batch_size)
+    per_epoch = math.ceil(len(images) / batch_size)
+    steps = epochs * per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     bar = range(steps)
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(bar, desc="train classifier")
-    start, order, loss = time.time(), None, None
+    start, order = time.time(), None
     model.train()
     for step in bar:
-        k = step % math.ceil(len(images) / batch_size)
-        if k == 0:
+        k = step % per_epoch
+        if k == 0:  # a fresh permutation each epoch
             order = torch.randperm(len(images), generator=g)
         idx = order[k * batch_size:(k + 1) * batch_size]
         x = random_shift(to_model_range(images[idx]), max_shift, g) if max_shift else to_model_range(images[idx])
@@ -149,7 +150,8 @@ def add_parser(sub):
     p.add_argument("--epochs", type=positive_int, default=3, help="(default: 3)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="(default: 128)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak of the one-cycle learning rate (default: 0.002)")
-    p.add_argument("--max-shift", type=float, default=2.0, help="augmentation: random shifts up to this many pixels (default: 2)")
+    p.add_argument("--max-shift", type=float, default=2.0, help="augmentation: random shifts up to this many pixels "
+                   "(default: 2)")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--data-root", default=None, help="folder holding MNIST/ (default: $DDPM_LITE_DATA)")
     p.add_argument("--out", default="checkpoints/mnist_classifier.pt", help="(default: %(default)s)")

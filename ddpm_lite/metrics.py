@@ -86,7 +86,7 @@ def knn_radii(x: torch.Tensor, k: int = K, chunk: int = 1000) -> torch.Tensor:
 def share_inside(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 1000) -> float:
     """Share of points within radii[j] of at least one centre j (the k-NN manifold estimate)."""
     inside = [(torch.cdist(points[i:i + chunk], centres) <= radii).any(1) for i in range(0, len(points), chunk)]
-    return torch.cat(inside).float().mean().item()
+    return torch.cat(inside).double().mean().item()
 
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = K) -> tuple[float, float]:
@@ -97,7 +97,7 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = K) -> tupl
 
 def confident_share(probs: torch.Tensor, threshold: float = CONFIDENT) -> float:
     """Share of images whose top class gets probability >= threshold."""
-    return (probs.max(1).values >= threshold).float().mean().item()
+    return (probs.max(1).values >= threshold).double().mean().item()
 
 
 def class_balance(predicted: torch.Tensor, num_classes: int = 10) -> float:
@@ -109,7 +109,7 @@ def class_balance(predicted: torch.Tensor, num_classes: int = 10) -> float:
 
 def conditional_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of images the classifier assigns to the class they were generated for."""
-    return (probs.argmax(1) == labels.to(probs.device)).float().mean().item()
+    return (probs.argmax(1) == labels.to(probs.device)).double().mean().item()
 
 
 def scores(feats, probs, ref: Reference, labels=None, k: int = K, seed: int = 0) -> dict:
@@ -158,7 +158,8 @@ ROWS = [("n", "n", "{:d}"), ("fid", "FID (classifier features)", "{:.2f}"),
 def table(result: dict, model_name: str = "model") -> str:
     fmt = lambda f, v: "-" if v is None else f.format(v)  # noqa: E731
     lines = [f"{'metric':<34}{model_name:>14}{'real MNIST':>14}"]
-    lines += [f"{label:<34}{fmt(f, result['model'][key]):>14}{fmt(f, result['real'][key]):>14}" for key, label, f in ROWS]
+    lines += [f"{label:<34}{fmt(f, result['model'][key]):>14}{fmt(f, result['real'][key]):>14}"
+              for key, label, f in ROWS]
     return "\n".join(lines + [f"real MNIST: {result['real']['n']} random training digits (true labels for accuracy); "
                               f"every figure is measured against the 10,000 test digits"])
 
@@ -204,13 +205,13 @@ def _read_npy(path: str, n: int | None) -> torch.Tensor:
 
 def _check_model(args):
     """Load the DDPM checkpoint and check the sampling flags against it, before any work starts."""
+    import argparse
     from . import checkpoint
     from .cli import UsageError
     from .commands import check_sample_args
     ckpt = checkpoint.load(args.checkpoint or checkpoint.default_checkpoint())
     if args.conditional and not ckpt["model_config"].get("num_classes"):
         raise UsageError("--conditional needs a class-conditional checkpoint; this one was trained without labels")
-    import argparse
     check_sample_args(argparse.Namespace(**vars(args), label="all" if args.conditional else None), ckpt)
     return checkpoint.build(ckpt)
 
@@ -233,6 +234,7 @@ def _generate(model, schedule, labels, args) -> torch.Tensor:
 
 def run(args) -> int:
     import json
+    from .checkpoint import default_checkpoint
     from .classifier import load_classifier
     from .cli import UsageError
     from .samplers import SAMPLERS
@@ -245,23 +247,24 @@ def run(args) -> int:
     images = _read_npy(args.npy, args.n) if args.npy else None
     args.n = len(images) if images is not None else args.n or 1000
     if args.n < 10:
-        raise UsageError(f"need at least 10 images (FID needs a covariance, precision/recall {K} neighbours), got {args.n}")
-    model_schedule = None if args.npy else _check_model(args)
+        raise UsageError(f"need at least 10 images (FID needs a covariance, precision/recall {K} neighbours), "
+                         f"got {args.n}")
+    model, schedule = (None, None) if args.npy else _check_model(args)
     classifier = load_classifier(args.classifier)
     labels = torch.arange(args.n) % 10 if args.conditional else None
+    settings = {"source": args.npy or str(args.checkpoint or default_checkpoint()), "conditional": args.conditional,
+                "seed": args.seed, "confident_threshold": CONFIDENT, "k": K, "class_balance": "entropy / log 10",
+                "classifier_test_accuracy": classifier.test_accuracy}
     if images is None:
-        images = _generate(*model_schedule, labels, args)
-    result = evaluate(images, labels, classifier, args.seed, args.data_root, args.batch_size)
-    steps = args.steps or (model_schedule[1].T if args.sampler == "ddpm" else 50) if model_schedule else None
-    result["settings"] = {"source": args.npy or str(args.checkpoint or "shipped checkpoint"), "sampler": args.sampler,
-                          "steps": steps, "eta": args.eta, "guidance": args.guidance, "conditional": args.conditional,
-                          "seed": args.seed, "confident_threshold": CONFIDENT, "k": K,
-                          "class_balance": "entropy / log 10", "classifier_test_accuracy": classifier.test_accuracy}
-    if args.json != "-":
-        print(table(result, "samples" if args.npy else f"{args.sampler}-{steps}"))
+        steps = args.steps or (schedule.T if args.sampler == "ddpm" else 50)
+        settings.update(sampler=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance)
+        images = _generate(model, schedule, labels, args)
+    result = {**evaluate(images, labels, classifier, args.seed, args.data_root, args.batch_size), "settings": settings}
     if args.json == "-":
         print(json.dumps(result, indent=2))
-    elif args.json:
+        return 0
+    print(table(result, f"{args.sampler}-{settings['steps']}" if "steps" in settings else "samples"))
+    if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

@@ -98,6 +98,10 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
+    # Speed switch, not part of the config (results equal to float rounding): on CPU the activations are kept
+    # channels-last, where oneDNN's convolutions run about 20% faster (benchmarks/README.md).
+    channels_last_cpu = True
+
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
         self.config = cfg = config
@@ -144,6 +148,8 @@ class UNet(nn.Module):
             t = t.expand(x.shape[0])
         emb = self.embed(t, labels)
         h, skips = self.conv_in(x), []
+        if self.channels_last_cpu and h.device.type == "cpu":
+            h = h.contiguous(memory_format=torch.channels_last)  # (B, C, H, W), stored as (B, H, W, C)
         for i, level in enumerate(self.down):
             h = level(h, emb)
             skips.append(h)
@@ -154,7 +160,7 @@ class UNet(nn.Module):
             h = level(torch.cat([h, skips.pop()], dim=1), emb)  # (B, C + C_skip, H, W) in
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h))).contiguous()
 
 
 def count_parameters(model: nn.Module) -> int:

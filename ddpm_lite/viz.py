@@ -50,7 +50,9 @@ def strip(xt: torch.Tensor, x0_pred: torch.Tensor) -> torch.Tensor:
 def save_gif(frames: torch.Tensor, path, nrow: int = 8, duration_ms: int = 60, hold_last_ms: int = 1500) -> Path:
     """frames (S, B, C, H, W) in [-1, 1] -> a looping GIF of grids (imageio v3: duration in ms, loop=0)."""
     import imageio.v3 as iio
+    import numpy as np
     images = [grid_uint8(f, nrow) for f in frames]
+    images = [im if im.ndim == 3 else np.stack([im] * 3, axis=-1) for im in images]  # RGB: readers choke on 1-bit palettes
     durations = [duration_ms] * (len(images) - 1) + [hold_last_ms]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(path, images, extension=".gif", duration=durations, loop=0)

@@ -70,7 +70,8 @@ class Panel:
         canvas.draw()
         image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy()).quantize(colors=240)
         self.base = np.asarray(image).copy()  # (H, W) palette indices
-        self.palette = (image.getpalette() + [255] * 768)[:3 * 253] + [31, 119, 180, 150, 150, 150, 214, 39, 40]
+        colours = (image.getpalette() + [255] * 768)[:3 * BAR]
+        self.palette = colours + [31, 119, 180] + [150, 150, 150] + [214, 39, 40]  # BAR, LINE, MARKER
         colours = np.array(self.palette).reshape(-1, 3)
         self.white = int(np.argmin(np.abs(colours - 255).sum(1)))
 
@@ -213,6 +214,13 @@ def guided_samples(model, schedule, digit: int, w: float, n: int = 8, steps: int
                   generator=torch.Generator().manual_seed(seed))
 
 
+def _as_png(picture) -> bytes:
+    """A picture as draw() returns it: PNG bytes already, a uint8 array, or (palette indices, palette)."""
+    if isinstance(picture, bytes):
+        return picture
+    return png(*picture) if isinstance(picture, tuple) else png(picture)
+
+
 class SliderWidget:
     """The widget box and what notebooks and tests use: .slider, .image, .status, .frame(), .errors, .redraw_ms."""
     kind = "slider"
@@ -237,9 +245,8 @@ class SliderWidget:
         try:
             start = time.perf_counter()
             pictures, text = self.draw()
-            for image, picture in zip(self.images, pictures):  # bytes, an array, or (palette indices, palette)
-                image.value = picture if isinstance(picture, bytes) else png(*picture) if isinstance(picture, tuple) \
-                    else png(picture)
+            for image, picture in zip(self.images, pictures):
+                image.value = _as_png(picture)
             self.status.value = text
             self.redraw_ms.append(1000 * (time.perf_counter() - start))
         except Exception as e:  # ipywidgets would swallow it: keep it for tests, show it to the reader
@@ -283,7 +290,8 @@ class ForwardSlider(SliderWidget):
         if t == 0:
             return pictures, "<b>t = 0</b>: the clean digit x_0 (alpha_bar = 1)"
         ab = float(s.alpha_bars[t - 1])
-        return pictures, f"<b>t = {t}</b> (code index {t - 1}) &middot; alpha_bar_t = {ab:.3g} &middot; SNR = {ab / (1 - ab):.3g}"
+        return pictures, (f"<b>t = {t}</b> (code index {t - 1}) &middot; alpha_bar_t = {ab:.3g} &middot; "
+                          f"SNR = {ab / (1 - ab):.3g}")
 
 
 class ReverseSlider(SliderWidget):

@@ -66,7 +66,7 @@ def test_train_classifier_rejects_bad_flags(capsys):
 @pytest.mark.slow
 def test_shipped_classifier_reaches_99_percent_on_mnist_test_digits():
     try:
-        images, labels = load_images("mnist", train=False)
+        images, labels = load_images("mnist", train=False, download=False)
     except DataNotFoundError as e:
         pytest.skip(f"MNIST test set not available: {e}")
     acc = classifier.accuracy(classifier.load_classifier(), images, labels)

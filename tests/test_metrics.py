@@ -21,7 +21,8 @@ def test_frechet_distance_of_diagonal_gaussians_matches_closed_form():
     mu1, mu2 = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, -1.0, 2.0])
     v1, v2 = torch.tensor([1.0, 4.0, 9.0]), torch.tensor([4.0, 1.0, 0.25])
     expected = ((mu1 - mu2) ** 2).sum() + ((v1.sqrt() - v2.sqrt()) ** 2).sum()  # 5 + (1 + 1 + 6.25)
-    assert metrics.frechet_distance(mu1, torch.diag(v1), mu2, torch.diag(v2)) == pytest.approx(float(expected), abs=1e-9)
+    got = metrics.frechet_distance(mu1, torch.diag(v1), mu2, torch.diag(v2))
+    assert got == pytest.approx(float(expected), abs=1e-9)
 
 
 def test_frechet_distance_of_non_commuting_2x2_covariances():
@@ -39,7 +40,8 @@ def test_frechet_distance_with_identity_is_sum_of_sqrt_eigenvalues():
     s = random_psd(16, 2)
     eig = torch.linalg.eigvalsh(s)
     expected = float(16 + eig.sum() - 2 * eig.sqrt().sum())  # tr(I) + tr(S) - 2 tr(S^(1/2))
-    assert metrics.frechet_distance(torch.zeros(16), torch.eye(16), torch.zeros(16), s) == pytest.approx(expected, rel=1e-9)
+    got = metrics.frechet_distance(torch.zeros(16), torch.eye(16), torch.zeros(16), s)
+    assert got == pytest.approx(expected, rel=1e-9)
 
 
 def test_sqrtm_psd_squares_back_and_tolerates_rank_deficiency():
@@ -111,7 +113,7 @@ def test_as_model_range_accepts_uint8_and_floats():
 def cycling_test_digits(n):
     """n MNIST test digits whose labels cycle 0..9, as `sample --label all` orders them."""
     try:
-        images, labels = load_images("mnist", train=False)
+        images, labels = load_images("mnist", train=False, download=False)
     except DataNotFoundError as e:
         pytest.skip(f"MNIST not available: {e}")
     picks = [int(torch.nonzero(labels == i % 10)[i // 10]) for i in range(n)]
@@ -165,31 +167,42 @@ def test_evaluate_rejects_non_positive_n(capsys):
     assert e.value.code == 2 and "must be a positive integer" in capsys.readouterr().err
 
 
-def tiny_checkpoint(path, num_classes):
-    from ddpm_lite import checkpoint
-    from ddpm_lite.unet import UNet, UNetConfig
-    from dataclasses import asdict
-    torch.manual_seed(0)
-    cfg = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=(), groups=4, num_classes=num_classes)
-    checkpoint.save({"model_config": asdict(cfg), "schedule": {"kind": "cosine", "T": 20},
-                     "ema": UNet(cfg).state_dict()}, path)
-    return path
-
-
-def test_evaluate_checks_sampling_flags_against_the_checkpoint(tmp_path, capsys):
-    uncond = tiny_checkpoint(tmp_path / "u.pt", None)
+def test_evaluate_checks_sampling_flags_against_the_checkpoint(tiny_ckpts, capsys):
+    uncond = tiny_ckpts.uncond
     rc, err = run_cli(["evaluate", "--checkpoint", str(uncond), "--conditional"], capsys)
     assert rc == 2 and "--conditional needs a class-conditional checkpoint" in err
     rc, err = run_cli(["evaluate", "--checkpoint", str(uncond), "--steps", "21"], capsys)
     assert rc == 2 and "between 1 and T=20" in err
 
 
-def test_generate_in_batches_is_seeded_and_cycles_labels(tmp_path):
+def test_generate_in_batches_matches_one_sample_call(tiny_ckpts):
     from argparse import Namespace
     from ddpm_lite import checkpoint
-    model, schedule = checkpoint.load_model(tiny_checkpoint(tmp_path / "c.pt", 10))
+    from ddpm_lite.data import to_uint8
+    from ddpm_lite.samplers import sample
+    model, schedule = checkpoint.load_model(tiny_ckpts.cond)
     args = Namespace(n=7, batch_size=3, sampler="ddim", steps=3, eta=0.0, guidance=1.0, seed=5, no_progress=True)
     labels = torch.arange(7) % 10
-    x = metrics._generate(model, schedule, labels, args)
+    x = metrics._generate(model, schedule, labels, args)  # batches of 3, 3, 1
     assert x.shape == (7, 1, 28, 28) and x.dtype == torch.uint8
-    assert torch.equal(x, metrics._generate(model, schedule, labels, args))
+    # one seeded noise stream and each batch's own labels: the same digits as `sample --npy` writes in one call
+    once = sample(model, schedule, 7, steps=3, labels=labels, guidance=1.0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(x, to_uint8(once))
+    assert not torch.equal(x, metrics._generate(model, schedule, torch.zeros(7, dtype=torch.long), args))
+
+
+def test_evaluate_json_to_stdout_replaces_the_table(tmp_path, capsys, monkeypatch):
+    row = {"n": 12, "fid": 1.5, "precision": 0.5, "recall": 0.25, "confident": 1.0, "class_balance": 0.0,
+           "conditional_accuracy": None}
+    seen = {}
+
+    def fake_evaluate(images, labels, classifier, seed, data_root, batch_size):  # skip the 10k reference pass
+        seen.update(shape=tuple(images.shape), labels=labels)
+        return {"model": row, "real": row}
+    monkeypatch.setattr(metrics, "evaluate", fake_evaluate)
+    np.save(tmp_path / "x.npy", np.zeros((12, 28, 28), np.uint8))
+    assert main(["evaluate", "--npy", str(tmp_path / "x.npy"), "--json", "-"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == row and result["settings"]["source"] == str(tmp_path / "x.npy")
+    assert "sampler" not in result["settings"]  # nothing was generated
+    assert seen == {"shape": (12, 28, 28), "labels": None}

@@ -54,7 +54,8 @@ def test_forward_slider_shows_q_sample_at_code_index_t_minus_1(forward, digits, 
         forward.digit_menu.value = i
         for t in (0, 1, 37, 100):
             forward.slider.value = t
-            assert np.array_equal(forward.frame(), expected_forward(schedule, digits, i, t, forward.scale)), (kind, i, t)
+            expected = expected_forward(schedule, digits, i, t, forward.scale)
+            assert np.array_equal(forward.frame(), expected), (kind, i, t)
             assert f"t = {t}</b>" in forward.status.value
     assert forward.errors == []
 

@@ -31,8 +31,7 @@ SETTINGS = {  # JupyterLab user settings: nothing saved behind our back, no news
 
 
 def chromium_path() -> str | None:
-    found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
-    return found
+    return shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
 
 
 def free_port() -> int:
@@ -127,7 +126,8 @@ ALL_CELLS_RUN = """() => { const w = window.jupyterapp.shell.currentWidget;
   const prompts = Array.from(w.node.querySelectorAll('.jp-InputPrompt')).map(p => p.textContent);
   return cells.every(c => c.executionCount !== null) && !prompts.some(p => p.includes('*')); }"""
 IMAGE_BYTES = """async (img) => { const buf = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
-  let s = ''; for (let i = 0; i < buf.length; i += 8192) s += String.fromCharCode.apply(null, buf.subarray(i, i + 8192));
+  let s = '';
+  for (let i = 0; i < buf.length; i += 8192) s += String.fromCharCode.apply(null, buf.subarray(i, i + 8192));
   return btoa(s); }"""
 
 
@@ -140,9 +140,14 @@ def wait_idle(page, timeout_ms: float = 60_000):
     page.wait_for_function(KERNEL_IDLE, timeout=timeout_ms, polling=50)
 
 
-def wait_new_src(image, old_src: str, timeout_ms: float = 30_000):
-    image.page.wait_for_function("([img, old]) => img.src && img.src !== old", arg=[image.element_handle(), old_src],
-                                 timeout=timeout_ms, polling="raf")
+NEW_SRC_OR_ERROR = """([box, img, old]) => (img.src && img.src !== old) ||
+  Array.from(box.querySelectorAll('.ddpm-lite-error')).some(e => e.textContent.trim() !== '')"""
+
+
+def wait_new_src(image, old_src: str, timeout_ms: float = 30_000, box=None):
+    """Until the <img> shows other bytes (a new blob: URL), or the widget box shows an error."""
+    handles = [(box or image).element_handle(), image.element_handle(), old_src]
+    image.page.wait_for_function(NEW_SRC_OR_ERROR, arg=handles, timeout=timeout_ms, polling="raf")
 
 
 def settle(page, image, quiet_ms: int = 300, timeout_ms: float = 60_000):

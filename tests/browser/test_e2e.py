@@ -38,6 +38,11 @@ def slider_notebooks() -> list[Path]:
     return [OWN, *found]
 
 
+def notebook_params():
+    """sliders.ipynb in the default suite (about 2 minutes); the course notebooks, each run in full, as slow."""
+    return [pytest.param(nb, id=nb.stem, marks=() if nb == OWN else pytest.mark.slow) for nb in slider_notebooks()]
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A private JupyterLab server and a headless Chromium; both stopped, with every process, at the end."""
@@ -127,8 +132,8 @@ def page_errors(page) -> list[str]:
     """Tracebacks in outputs, errors shown by a widget, widgets that failed to render."""
     found = []
     for out in page.locator(ERROR_OUTPUT).all():
-        text = out.inner_text()
-        if "error" in (out.get_attribute("data-mime-type") or "") or "Traceback" in text or re.search(r"\w+Error\b", text):
+        text, mime = out.inner_text(), out.get_attribute("data-mime-type") or ""
+        if "error" in mime or "Traceback" in text or re.search(r"\w+Error\b", text):
             found.append(text)
     found += [e.inner_text() for e in page.locator(".ddpm-lite-error").all() if e.inner_text().strip()]
     body = page.locator(".jp-Notebook").inner_text()
@@ -175,9 +180,10 @@ def move(page, box, action, what: str) -> float:
     old = image.get_attribute("src")
     start = time.monotonic()
     action()
-    wait_new_src(image, old, timeout_ms=120_000)
+    wait_new_src(image, old, timeout_ms=120_000, box=box)
     ms = 1000 * (time.monotonic() - start)
     settle(page, image)
+    assert page_errors(page) == [], f"after {what.split(' ->')[0]}"
     TIMINGS.setdefault(what, []).append(round(ms))
     return ms
 
@@ -219,7 +225,7 @@ def exercise(page, box, ref, name: str):
     assert page_errors(page) == []
 
 
-@pytest.mark.parametrize("notebook", slider_notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", notebook_params())
 def test_sliders_respond_in_the_browser(lab, notebook):
     server, browser, env = lab
     start = time.monotonic()
