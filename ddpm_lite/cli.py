@@ -26,6 +26,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
+class Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a flag's default unless it is None or the help text already states it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def positive_int(s: str) -> int:
     v = int(s)
     if v <= 0:
@@ -46,7 +55,7 @@ def int_list(s: str) -> tuple:
 
 def add_train(sub):
     p = sub.add_parser("train", help="train a UNet noise predictor (resumable)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=Help)
     d = TrainConfig()
     p.add_argument("--dataset", default=d.dataset, choices=["mnist", "fashion-mnist", "cifar10", "folder"])
     p.add_argument("--data-root", default=None, help="folder holding MNIST/ etc. (default: $DDPM_LITE_DATA or ~/.cache/ddpm_lite/data)")
@@ -79,22 +88,22 @@ def add_train(sub):
 
 def add_sample(sub):
     p = sub.add_parser("sample", help="generate images from a checkpoint (default: the shipped one)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=Help)
     p.add_argument("--checkpoint", default=None, help="default: checkpoints/ddpm_mnist.pt or $DDPM_LITE_CHECKPOINT")
-    p.add_argument("--n", type=positive_int, default=64)
+    p.add_argument("--n", type=positive_int, default=64, help="number of samples")
     p.add_argument("--sampler", default="ddim", help="ddpm or ddim")
     p.add_argument("--steps", type=int, default=None, help="1..T (default: 50 for ddim, T for ddpm)")
     p.add_argument("--eta", type=nonneg_float, default=0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)")
     p.add_argument("--variance", default="beta_tilde", choices=["beta_tilde", "beta"], help="DDPM variance")
     p.add_argument("--guidance", type=nonneg_float, default=0.0,
-                   help="classifier-free guidance w: eps = (1+w) eps(y) - w eps(no label); needs --label or --labels all")
+                   help="classifier-free guidance w: eps = (1+w) eps(y) - w eps(no label); needs --label K or --label all")
     p.add_argument("--label", default=None, help="digit 0..9 for every sample, or 'all' for rows 0..9")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="same seed, same samples")
     p.add_argument("--out", default="samples.png", help="PNG grid")
     p.add_argument("--gif", default=None, help="also write a GIF of the reverse process")
     p.add_argument("--npy", default=None, help="also write uint8 samples (N, 28, 28) for evaluation")
-    p.add_argument("--nrow", type=positive_int, default=None)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--nrow", type=positive_int, default=None, help="images per grid row (default: 8, or 10 with --label all)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     p.add_argument("--no-progress", action="store_true")
 
 
