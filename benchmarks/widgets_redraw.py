@@ -4,7 +4,9 @@
 
 Prints the median and 95th percentile of the redraw (draw + PNG encoding + setting Image.value) for the three
 sliders, and the same for the naive approach (a fresh matplotlib figure with the digit, the curves and the
-histogram, saved to PNG) measured in the same run. Time to reach the browser is measured by tests/browser.
+histogram, saved to PNG) measured in the same run. Outside a kernel the widgets send nothing, so these are the
+Python costs; the round trip to the page (key press to new picture) is in test-artifacts/browser/timings.json,
+written by tests/browser/test_e2e.py.
 """
 from __future__ import annotations
 

@@ -408,6 +408,7 @@ def save_reverse_gif(path, model, schedule=None, sampler="ddim", steps=50, n=8, 
     final, traj = reverse_trajectory(model, schedule, sampler, steps, n, labels, seed)
     nrow = min(len(final), 4)
     pictures = [upscale(reverse_picture(final, traj, k, nrow), scale) for k in range(len(traj.timesteps) + 1)]
+    pictures = [p if p.ndim == 3 else np.stack([p] * 3, axis=-1) for p in pictures]  # RGB, as viz.save_gif writes
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(path, pictures, extension=".gif", duration=[duration_ms] * (len(pictures) - 1) + [1500], loop=0)
     return Path(path)

@@ -114,7 +114,22 @@ def clean(nb, fast: bool):
             view = out.get("data", {}).get(WIDGET_VIEW)
             if view:
                 out["data"] = {"text/plain": _progress_text(view["model_id"], state) or SLIDER_NOTE}
+        if cell.cell_type == "code":
+            cell.outputs = _merge_streams(cell.outputs)
     return nb
+
+
+def _merge_streams(outputs: list) -> list:
+    """Consecutive prints to the same stream as one output, as a reader's Jupyter shows them."""
+    merged = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if out.get("output_type") == "stream" and last and last.get("output_type") == "stream" \
+                and last.get("name") == out.get("name"):
+            last["text"] = "".join(last["text"]) + "".join(out["text"])
+        else:
+            merged.append(out)
+    return merged
 
 
 MACHINE_PATHS = re.compile("|".join([r"/work/", r"/tmp/", r"/root\b", r"/home/", r"/Users/", r"\b[A-Z]:\\\w",

@@ -1,0 +1,87 @@
+"""Evaluate the shipped checkpoint for the model card: one `python -m ddpm_lite evaluate` per row.
+
+    python scripts/evaluate_release.py [--jobs 2] [--scale 1.0]
+
+Runs the rows below (each its own process, `--jobs` at a time with one thread each), writes one JSON per
+row to checkpoints/eval/ and the Markdown table checkpoints/eval/table.md. `--scale` multiplies every
+sample count (e.g. 0.1 for a quick look). Counts are limited by 2-core CPU time: DDPM's 1000 steps cost
+50x DDIM-20 per sample, and guidance doubles the batch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# name, sample count, extra flags for `evaluate`
+ROWS = [
+    ("ddim20", 10000, ["--sampler", "ddim", "--steps", "20"]),
+    ("ddim50", 2000, ["--sampler", "ddim", "--steps", "50"]),
+    ("ddim10", 2000, ["--sampler", "ddim", "--steps", "10"]),
+    ("ddpm1000", 200, ["--sampler", "ddpm", "--steps", "1000"]),
+    ("cond_w0", 1000, ["--steps", "20", "--conditional", "--guidance", "0"]),
+    ("cond_w1", 1000, ["--steps", "20", "--conditional", "--guidance", "1"]),
+    ("cond_w2", 1000, ["--steps", "20", "--conditional", "--guidance", "2"]),
+    ("cond_w4", 1000, ["--steps", "20", "--conditional", "--guidance", "4"]),
+]
+KEYS = [("fid", "{:.2f}"), ("precision", "{:.3f}"), ("recall", "{:.3f}"), ("confident", "{:.3f}"),
+        ("class_balance", "{:.3f}"), ("conditional_accuracy", "{:.3f}")]
+
+
+def run_row(name, n, flags, out: Path, checkpoint, seed) -> Path:
+    path = out / f"{name}.json"
+    cmd = [sys.executable, "-m", "ddpm_lite", "evaluate", "--n", str(n), "--seed", str(seed), "--json", str(path),
+           "--no-progress", *(["--checkpoint", checkpoint] if checkpoint else []), *flags]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    print("done", name, flush=True)
+    return path
+
+
+def markdown(out: Path) -> str:
+    fmt = lambda f, v: "-" if v is None else f.format(v)  # noqa: E731
+    head = "| row | sampler | steps | guidance w | n | " + " | ".join(k for k, _ in KEYS) + " |"
+    lines = [head, "|" + "---|" * (5 + len(KEYS))]
+    for name, _, _ in ROWS:
+        path = out / f"{name}.json"
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text())
+        s = r["settings"]
+        w = s["guidance"] if s["conditional"] else "uncond."
+        for who in ("model", "real"):
+            row = r[who]
+            label = name if who == "model" else "real MNIST"
+            cells = [label, s["sampler"] if who == "model" else "-", str(s["steps"]) if who == "model" else "-",
+                     str(w) if who == "model" else "-", str(row["n"])] + [fmt(f, row[k]) for k, f in KEYS]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="checkpoints/eval")
+    p.add_argument("--only", default=None, help="comma-separated row names")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [r for r in ROWS if not args.only or r[0] in args.only.split(",")]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        jobs = [pool.submit(run_row, name, max(10, int(n * args.scale)), flags, out, args.checkpoint, args.seed)
+                for name, n, flags in rows]
+        for j in jobs:
+            j.result()
+    (out / "table.md").write_text(markdown(out))
+    print((out / "table.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

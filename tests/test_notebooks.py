@@ -1,0 +1,93 @@
+"""The tutorial notebooks: the committed outputs are clean, and every notebook runs top to bottom in smoke mode.
+
+Smoke mode is the notebooks' own switch (DDPM_LITE_FAST=1: fewer samples and steps, figures to a temporary
+folder); it must not write into the repository. The committed outputs come from a full run of
+`python scripts/run_notebooks.py`, which shares its execution and checks with these tests.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import statistics
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import ddpm_lite
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
+run_notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_notebooks)
+
+TOUR = ["00_quickstart", "01_forward_process", "02_unet", "03_training", "04_sampling", "05_fast_sampling",
+        "06_guidance", "07_evaluation"]
+PATHS = run_notebooks.notebook_paths()
+CELL_TIMEOUT = 300  # seconds; a smoke-mode cell takes a few
+
+
+def read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def test_the_tour_is_complete():
+    assert [p.stem for p in PATHS] == TOUR
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_committed_outputs_are_clean(path):
+    nb = read(path)
+    nbformat.validate(nb)
+    assert run_notebooks.problems(nb) == []  # no error outputs, no machine paths
+    assert nb.metadata.kernelspec.name == "python3"
+    assert "widgets" not in nb.metadata, "widget state is dropped by scripts/run_notebooks.py"
+    assert not any("execution" in c.metadata for c in nb.cells), "timing metadata is dropped by the script"
+    assert nb.metadata.get("ddpm_lite", {}).get("fast") is False, \
+        f"{path.name} holds smoke-mode outputs (or none); regenerate with python scripts/run_notebooks.py"
+    assert all(c.execution_count is not None for c in code_cells(nb)), f"{path.name} was not run to the end"
+    assert any("image/png" in out.get("data", {}) for c in code_cells(nb) for out in c.outputs), "no figures"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_colab_header_comes_from_one_place(path):
+    nb = read(path)
+    assert nb.cells[0].source.startswith(run_notebooks.badge(path.name) + "\n")
+    assert f"/notebooks/{path.name})" in nb.cells[0].source.split("\n")[0]
+    assert nb.cells[1].source == run_notebooks.colab_setup()
+    assert 'if "google.colab" in sys.modules' in nb.cells[1].source  # does nothing outside Colab
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_notebook_uses_the_library_and_short_cells(path):
+    cells = code_cells(read(path))
+    source = "\n".join(c.source for c in cells)
+    assert re.search(r"^import ddpm_lite$", source, re.M)
+    redefined = set(re.findall(r"^def (\w+)", source, re.M)) & set(ddpm_lite.__all__)
+    assert not redefined, f"{path.name} redefines library functions {redefined}; import them instead"
+    assert "DDPM_LITE_FAST" in source
+    assert statistics.median(len(c.source.splitlines()) for c in cells[2:]) <= 8  # story in markdown, code short
+
+
+def _snapshot() -> dict:
+    """Size and mtime of every file a notebook could write to: top level, notebooks/, assets/, checkpoints/."""
+    files = [p for p in ROOT.iterdir() if p.is_file()]
+    files += [p for d in ("notebooks", "assets", "checkpoints") if (ROOT / d).is_dir() for p in (ROOT / d).rglob("*")]
+    top = sorted(p.name for p in ROOT.iterdir())
+    return {"top": top, **{str(p.relative_to(ROOT)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}}
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_notebook_runs_in_smoke_mode(path, monkeypatch):
+    # One thread per kernel, as conftest sets for the tests: small convolutions on a busy 2-core machine run
+    # several times faster on one thread than on two threads competing with other processes.
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+    before = _snapshot()
+    nb = run_notebooks.execute(read(path), fast=True, timeout=CELL_TIMEOUT)  # raises CellExecutionError on failure
+    assert run_notebooks.problems(run_notebooks.clean(nb, fast=True)) == []
+    assert _snapshot() == before, f"{path.name} wrote into the repository in smoke mode"
