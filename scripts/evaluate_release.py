@@ -20,9 +20,9 @@ from pathlib import Path
 # name, sample count, extra flags for `evaluate`
 ROWS = [
     ("ddim20", 10000, ["--sampler", "ddim", "--steps", "20"]),
+    ("ddpm1000", 100, ["--sampler", "ddpm", "--steps", "1000"]),
     ("ddim50", 2000, ["--sampler", "ddim", "--steps", "50"]),
     ("ddim10", 2000, ["--sampler", "ddim", "--steps", "10"]),
-    ("ddpm1000", 200, ["--sampler", "ddpm", "--steps", "1000"]),
     ("cond_w0", 1000, ["--steps", "20", "--conditional", "--guidance", "0"]),
     ("cond_w1", 1000, ["--steps", "20", "--conditional", "--guidance", "1"]),
     ("cond_w2", 1000, ["--steps", "20", "--conditional", "--guidance", "2"]),
