@@ -121,11 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub)
     import importlib
     for name in EXTENSIONS:  # each module adds its own sub-command: add_parser(sub) sets func=run
-        try:
-            importlib.import_module(f".{name}", __package__).add_parser(sub)
-        except ModuleNotFoundError as e:  # TEMPORARY while the module is being written
-            if e.name != f"{__package__}.{name}":
-                raise
+        importlib.import_module(f".{name}", __package__).add_parser(sub)
     return parser
 
 
