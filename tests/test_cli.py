@@ -123,9 +123,10 @@ def test_train_sample_and_export_on_real_mnist(capsys, mnist, tmp_path):
     samples = np.load(npy)
     assert samples.dtype == np.uint8 and samples.shape == (10, 28, 28)
     assert iio.imread(png).shape[:2] == (32, 10 * 30 + 2)  # one row of ten, 2-pixel padding
-    # x_t at each of the 4 steps, then the samples. (improps, not imread: Pillow 13 misreads a valid GIF frame
-    # whose local palette has only black and white, as the final samples of an untrained model can have.)
-    assert iio.improps(gif, index=None).shape == (5, 32, 10 * 30 + 2)
+    # x_t at each of the 4 steps, then the samples, as RGB frames (a 1-bit grey palette trips Pillow's reader)
+    frames = iio.imread(gif, index=None)
+    assert frames.shape == (5, 32, 10 * 30 + 2, 3)
+    assert np.array_equal(frames[-1][2:30, 2:30, 0], samples[0])  # the last frame shows the final samples
     assert iio.immeta(gif)["loop"] == 0
 
 
