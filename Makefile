@@ -19,3 +19,6 @@ test: $(VENV)/.installed  ## the unit tests and notebook smoke runs
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow
+
+notebooks: $(VENV)/.installed  ## re-execute the tutorial notebooks in place (full mode): the outputs GitHub shows
+	$(PY) scripts/run_notebooks.py

@@ -5,7 +5,9 @@
 Only cost is measured here, never sample quality: every variant is freshly initialised. For each: parameters,
 GFLOP per forward of a batch of n (convolutions and matrix products), the wall and CPU time of that forward and of
 a guided forward (batch 2n), best of --repeat with all variants interleaved, and the seconds that n digits with
-DDIM 10 / 20 steps would take (steps x forward time; the sampler's own arithmetic adds well under 1 %).
+DDIM 10 / 20 steps take in CPU time (steps x forward CPU time; the sampler's own arithmetic adds well under 1 %).
+With --threads 1 the CPU time is the wall time the work takes on one free core, however busy the machine is;
+two free cores take roughly half of it.
 """
 from __future__ import annotations
 
@@ -54,18 +56,18 @@ def main(argv=None) -> int:
     calls = {(name, b): (lambda m=m, b=b: m(*inputs[b])) for name, m in models.items() for b in inputs}
     with torch.inference_mode():
         t = measure(calls, args.repeat)
-    base = t[(next(iter(models)), args.n)].wall_s
+    base = t[(next(iter(models)), args.n)].cpu_s
     rows = []
     for name, m in models.items():
         one, two = t[(name, args.n)], t[(name, 2 * args.n)]
         rows.append([name, f"{count_parameters(m):,}", f"{count_flops(calls[(name, args.n)]) / 1e9:.2f}",
-                     f"{one.wall_s * 1000:.0f}", f"{one.cpu_s * 1000:.0f}", f"{one.wall_s / base:.2f}",
-                     f"{10 * one.wall_s:.2f}", f"{20 * one.wall_s:.2f}", f"{20 * two.wall_s:.2f}"])
+                     f"{one.wall_s * 1000:.0f}", f"{one.cpu_s * 1000:.0f}", f"{one.cpu_s / base:.2f}",
+                     f"{10 * one.cpu_s:.2f}", f"{20 * one.cpu_s:.2f}", f"{20 * two.cpu_s:.2f}"])
     print(machine_note(args.threads))
-    print(format_table(["variant", "params", "GFLOP", "fwd ms", "CPU ms", "rel. time", "DDIM 10 s", "DDIM 20 s",
-                        "DDIM 20 w>0 s"], rows))
+    print(format_table(["variant", "params", "GFLOP", "fwd ms", "CPU ms", "rel. CPU", "DDIM 10", "DDIM 20",
+                        "DDIM 20 w>0"], rows))
     print(f"forward of a batch of {args.n} (guided: {2 * args.n}), best of {args.repeat}, interleaved; "
-          f"DDIM columns = steps x forward wall time")
+          f"DDIM columns: CPU seconds = steps x forward CPU time")
     return 0
 
 

@@ -84,7 +84,7 @@ def theirs(cfg: UNetConfig, widths: tuple) -> Contender:
                      lambda n, **kw: diffusers_sample(unet, cfg, n, **kw))
 
 
-def contenders(args, cfg: UNetConfig) -> tuple[list, str | None]:
+def contenders(args, cfg: UNetConfig) -> tuple[list, str]:
     """[ours, diffusers] or [ours] with the reason diffusers is left out."""
     if args.no_diffusers:
         return [ours(cfg)], "diffusers left out (--no-diffusers)"
@@ -138,7 +138,9 @@ def train_memory(args, name: str) -> str:
     argv = [sys.executable, __file__, "--probe-train", name, "--threads", str(args.threads), "--batch", str(args.batch)]
     argv += ["--smoke"] * args.smoke + ["--diffusers-widths", ",".join(map(str, args.diffusers_widths or ()))]
     root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+           "MALLOC_MMAP_THRESHOLD_": "65536"}  # glibc: large blocks come from mmap and go back on free, so RSS follows
+    # the live tensors; with glibc's adaptive threshold the same run peaks anywhere within about +-100 MB
     out = subprocess.run(argv, capture_output=True, text=True, env=env)
     if out.returncode:
         return f"failed: {out.stderr.strip().splitlines()[-1]}"
@@ -146,18 +148,28 @@ def train_memory(args, name: str) -> str:
     return f"{m['peak_mb'] - m['before_mb']:.0f}"
 
 
+def versus(times: dict, cs: list) -> str:
+    """How many times faster ours is than diffusers: wall time, then CPU time in brackets."""
+    a, b = (times[c.name] for c in cs)
+    return f"{b.wall_s / a.wall_s:.2f}x ({b.cpu_s / a.cpu_s:.2f}x)"
+
+
 def train_section(args, cfg, cs) -> str:
     data = batch(cfg, args.batch)
     times = measure({c.name: train_step(c, data) for c in cs}, args.repeat)
-    fwd = {c.name: count_flops(lambda c=c: c.forward(*data[:3])) / args.batch / 1e9 for c in cs}
-    rows = [[c.name, f"{count_parameters(c.module):,}", f"{fwd[c.name]:.3f}", f"{args.batch / times[c.name].wall_s:.1f}",
-             f"{times[c.name].cpu_s * 1000:.0f}", "-" if args.no_memory else train_memory(args, c.name)] for c in cs]
+    rows = []
+    for c in cs:
+        gflop = count_flops(lambda c=c: c.forward(*data[:3])) / args.batch / 1e9
+        memory = "-" if args.no_memory else train_memory(args, c.name)
+        images_per_s = args.batch / times[c.name].wall_s
+        rows.append([c.name, f"{count_parameters(c.module):,}", f"{gflop:.3f}", f"{images_per_s:.1f}",
+                     f"{times[c.name].cpu_s * 1000:.0f}", memory])
     text = format_table(["training step", "params", "fwd GFLOP/img", "images/s", "CPU ms/step", "peak RSS +MB"], rows)
     if len(cs) == 2:
-        a, b = (times[c.name] for c in cs)
-        text += f"\nthroughput ddpm-lite / diffusers: {b.wall_s / a.wall_s:.2f}x (wall), {b.cpu_s / a.cpu_s:.2f}x (CPU time)"
+        text += f"\nthroughput ddpm-lite / diffusers: {versus(times, cs)}, from wall time (from CPU time)"
     return text + (f"\nbatch {args.batch}, fwd + bwd + AdamW on a fixed batch, best of {args.repeat}; peak RSS: "
-                   f"ru_maxrss after 2 steps minus RSS before them, one fresh process per row")
+                   f"VmHWM after 2 steps minus RSS before them,\none fresh process per row, glibc mmap threshold "
+                   f"64 KiB")
 
 
 def sample_section(args, cfg, cs) -> str:
@@ -167,20 +179,18 @@ def sample_section(args, cfg, cs) -> str:
         c.sample(args.n, sampler="ddim", steps=2, labels=labels, guidance=1.0, generator=torch.Generator())
     rows = []
     for name, sampler, steps in runs:
-        scale = 1000 / steps if sampler == "ddpm" else 1.0  # DDPM: measured prefix, extrapolated to 1000 steps
+        scale = 1000 / steps if sampler == "ddpm" else 1.0  # DDPM: a measured prefix, extrapolated to 1000 steps
         for w in (0.0, args.guidance):
             fns = {c.name: (lambda c=c: c.sample(args.n, sampler=sampler, steps=steps, labels=labels, guidance=w,
                                                  generator=torch.Generator().manual_seed(0))) for c in cs}
             t = measure(fns, repeat=1, warmup=0)
-            row = [name, f"{w:g}"] + [f"{t[c.name].wall_s * scale:.2f} ({t[c.name].cpu_s * scale:.2f})" for c in cs]
-            if len(cs) == 2:
-                a, b = (t[c.name] for c in cs)
-                row.append(f"{b.wall_s / a.wall_s:.2f}x ({b.cpu_s / a.cpu_s:.2f}x)")
-            rows.append(row)
+            seconds = [f"{t[c.name].wall_s * scale:.2f} ({t[c.name].cpu_s * scale:.2f})" for c in cs]
+            rows.append([name, f"{w:g}", *seconds] + [versus(t, cs)] * (len(cs) == 2))
     headers = [f"{args.n} digits", "w"] + [f"{c.name} s (CPU s)" for c in cs] + ["diffusers / ours"] * (len(cs) == 2)
     return format_table(headers, rows) + (
-        f"\nwall seconds end to end, warm, one run each (process CPU seconds in brackets); DDPM 1000 = {args.ddpm_prefix} "
-        f"strided steps measured and scaled by {1000 / args.ddpm_prefix:g}; w > 0: both guidance passes in one batch")
+        f"\nwall seconds end to end, warm, one run each, process CPU seconds in brackets; DDPM 1000 = "
+        f"{args.ddpm_prefix} strided steps\nmeasured, times {1000 / args.ddpm_prefix:g}; w > 0: conditional and "
+        f"unconditional passes in one batch")
 
 
 def efficiency_section(args, cfg, cs, smoke: bool) -> str:
@@ -193,15 +203,17 @@ def efficiency_section(args, cfg, cs, smoke: bool) -> str:
     peak = machine_peak(size, conv_batch=1 if smoke else 32, repeat=args.repeat)
     rows = []
     for c in cs:
-        flops = count_flops(lambda c=c: c.forward(x, t, y))
-        rate = flops / times[c.name].wall_s / 1e9
-        rows.append([c.name, f"{flops / 1e9:.2f}", f"{times[c.name].wall_s * 1000:.0f}", f"{times[c.name].cpu_s * 1000:.0f}",
-                     f"{rate:.1f}", f"{rate / peak['conv2d']:.0%}", f"{rate / peak['matmul']:.0%}"])
+        gflop, tc = count_flops(lambda c=c: c.forward(x, t, y)) / 1e9, times[c.name]
+        shares = [f"{gflop / tc.wall_s / peak[k].wall_s:.0%} ({gflop / tc.cpu_s / peak[k].cpu_s:.0%})"
+                  for k in ("conv2d", "matmul")]
+        rows.append([c.name, f"{gflop:.2f}", f"{tc.wall_s * 1000:.0f}", f"{tc.cpu_s * 1000:.0f}",
+                     f"{gflop / tc.wall_s:.1f}", *shares])
     text = format_table([f"forward, batch {args.n}", "GFLOP", "ms", "CPU ms", "GFLOP/s", "of conv peak",
                          "of matmul peak"], rows)
-    return text + (f"\nmachine peak, same run: conv2d {peak['conv2d']:.1f} GFLOP/s (64 -> 64 channels, 3x3, 28x28), "
-                   f"matmul {peak['matmul']:.1f} GFLOP/s ({size} x {size}); FLOPs of convolutions and matrix products "
-                   f"counted by FlopCounterMode; best of {args.repeat}")
+    return text + (f"\nmachine peak, same run: conv2d {peak['conv2d'].wall_s:.1f} GFLOP/s (64 -> 64 channels, 3x3, "
+                   f"28x28), matmul {peak['matmul'].wall_s:.1f} GFLOP/s ({size} x {size});\nshares from wall time, "
+                   f"from CPU time in brackets; FLOPs of convolutions and matrix products (FlopCounterMode); best of "
+                   f"{args.repeat}")
 
 
 def main(args) -> int:

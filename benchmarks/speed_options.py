@@ -1,19 +1,23 @@
-"""Which speed options pay off when sampling on a CPU, measured: memory layout, torch.compile, thread count, and the
-sampler's own overhead beside the network's.
+"""Which speed options pay off when sampling on a CPU, measured: memory layout, torch.compile, thread settings, and
+the sampler's own overhead beside the network's.
 
     python benchmarks/speed_options.py [--threads 1] [--compile]
 
 Forward passes of the default UNet on a batch of n, best of --repeat, variants interleaved; "max |diff|" is the
 largest difference from the channels-first output (float rounding only). torch.compile is timed separately,
-compilation included, because on a 2-core machine it takes minutes.
+its first call with an empty compile cache, because on a 2-core machine it takes minutes.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -58,11 +62,13 @@ def layout_table(model, x, t, y, repeat: int) -> str:
 def compile_row(model, x, t, y, repeat: int) -> str:
     compiled = torch.compile(copy.deepcopy(model))
     start = time.perf_counter()
-    with torch.inference_mode():
+    with tempfile.TemporaryDirectory() as cache, torch.inference_mode():
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # a cold compile, as a user's first run pays it
         compiled(x, t, y)
         compile_s = time.perf_counter() - start
         times = measure({"eager": lambda: model(x, t, y), "compiled": lambda: compiled(x, t, y)}, repeat)
         diff = (compiled(x, t, y) - model(x, t, y)).abs().max().item()
+        del os.environ["TORCHINDUCTOR_CACHE_DIR"]
     saved = times["eager"].wall_s - times["compiled"].wall_s
     pays_after = f"{compile_s / saved:.0f} forwards" if saved > 0 else "never"
     return (f"torch.compile: first call {compile_s:.0f} s; forward {times['eager'].wall_s * 1000:.0f} -> "
@@ -70,16 +76,32 @@ def compile_row(model, x, t, y, repeat: int) -> str:
             f"{times['compiled'].cpu_s * 1000:.0f} ms), max |diff| {diff:.1e}; pays for itself after {pays_after}")
 
 
-def thread_rows(model, schedule, n: int, steps: int) -> str:
-    """DDIM sampling with 1 thread and with one per core, interleaved."""
-    def at(threads):
-        def run():
-            torch.set_num_threads(threads)
-            sample(model, schedule, n, steps=steps, generator=torch.Generator().manual_seed(0))
-        return run
-    counts = sorted({1, os.cpu_count() or 1})
-    times = measure({c: at(c) for c in counts}, repeat=1, warmup=0)  # the model is warm from the rows above
-    return "; ".join(f"{c} thread(s): DDIM {steps}, {n} digits {times[c].wall_s:.2f} s" for c in counts)
+THREAD_SETTINGS = [  # (torch threads, OMP_WAIT_POLICY): OpenMP reads the policy once, at start-up
+    (1, None), (2, None), (2, "PASSIVE")]
+
+
+def thread_probe(n: int, steps: int) -> int:
+    """(In a subprocess.) Print the wall and CPU seconds of one warm DDIM run as JSON."""
+    model, schedule = UNet(UNetConfig()).eval(), Schedule.cosine(1000)
+    run = lambda: sample(model, schedule, n, steps=steps, generator=torch.Generator().manual_seed(0))  # noqa: E731
+    print(json.dumps(measure({"run": run}, repeat=1)["run"]._asdict()))
+    return 0
+
+
+def thread_table(n: int, steps: int) -> str:
+    """DDIM sampling under each thread setting, one fresh process each."""
+    rows = []
+    for threads, policy in THREAD_SETTINGS:
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        env.update({"OMP_WAIT_POLICY": policy} if policy else {})
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                          env.get("PYTHONPATH")]))
+        argv = [sys.executable, __file__, "--threads", str(threads), "--n", str(n), "--thread-probe", str(steps)]
+        out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
+        t = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append([threads, policy or "default (active)", f"{t['wall_s']:.2f}", f"{t['cpu_s']:.2f}"])
+    return format_table(["threads", "OMP_WAIT_POLICY", f"DDIM {steps} s", "CPU s"], rows) + (
+        f"\n{n} digits, warm, one fresh process per row, in this order")
 
 
 def overhead_row(model, schedule, n: int, x, t, y, repeat: int) -> str:
@@ -99,8 +121,11 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="also time torch.compile (minutes on 2 cores)")
+    p.add_argument("--thread-probe", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.thread_probe:
+        return thread_probe(args.n, args.thread_probe)
     torch.manual_seed(0)
     model, schedule = UNet(UNetConfig()).eval(), Schedule.cosine(1000)
     for param in model.parameters():  # non-zero weights everywhere, so that max |diff| means something
@@ -113,8 +138,7 @@ def main(argv=None) -> int:
     print(overhead_row(model, schedule, args.n, x, t, y, args.repeat))
     if args.compile:
         print(compile_row(model, x, t, y, args.repeat))
-    print(thread_rows(model, schedule, args.n, steps=10))
-    torch.set_num_threads(args.threads)
+    print(thread_table(args.n, steps=10))
     return 0
 
 

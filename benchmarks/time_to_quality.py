@@ -5,9 +5,11 @@
 
 For each checkpoint (a file, or every .pt file in a folder): its step, the training minutes that reached it (the
 checkpoint's meta.elapsed_s, else summed from its history rows [step, loss, lr, images/s]), the last logged loss,
-and the share of n DDIM samples from its EMA weights that ddpm-lite's MNIST classifier assigns to one class with
-p >= 0.9 (metrics.confident_share). The answer is the first checkpoint at or above --level; the one before it
-bounds the time from below. Real training digits score the same way, for reference.
+the share of n DDIM samples from its EMA weights that ddpm-lite's MNIST classifier assigns to one class with
+p >= 0.9 (metrics.confident_share), and the balance of the predicted classes (metrics.class_balance). The answer is
+the first checkpoint at or above --level whose balance also reaches --min-balance (the classifier calls the
+clipped noise of an untrained network an "8" with p = 1); the one before it bounds the time from below. Real
+training digits score the same way, for reference.
 
 train.py overwrites last.pt every --ckpt-every steps, so a finished run folder holds one point. --collect polls a
 running run's last.pt and keeps a copy of each new step (EMA weights, history and timing only: a few MB each);
@@ -42,12 +44,14 @@ def training_minutes(ckpt: dict) -> float | None:
 
 
 @torch.inference_mode()
-def confident_share_of(model, schedule, classifier, n: int, steps: int, seed: int, batch: int = 250) -> float:
-    from ddpm_lite.metrics import confident_share, embed
+def quality(model, schedule, classifier, n: int, steps: int, seed: int, batch: int = 250) -> tuple[float, float]:
+    """(confident share, class balance) of n DDIM samples, rounded to uint8 as `sample --npy` writes them."""
+    from ddpm_lite.metrics import class_balance, confident_share, embed
     g, images = torch.Generator().manual_seed(seed), []
     for i in range(0, n, batch):
         images.append(to_uint8(sample(model, schedule, min(batch, n - i), steps=steps, generator=g)))
-    return confident_share(embed(classifier, torch.cat(images))[1])
+    probs = embed(classifier, torch.cat(images))[1]
+    return confident_share(probs), class_balance(probs.argmax(1)) + 0.0  # + 0.0: no "-0.000"
 
 
 def checkpoints_in(paths: list) -> list:
@@ -60,39 +64,42 @@ def score(args) -> int:
     from ddpm_lite.classifier import load_classifier
     classifier = load_classifier(args.classifier)
     reached, below = None, None
-    print(f"{'checkpoint':<24}{'step':>8}{'minutes':>9}{'loss':>9}{'confident':>11}")
+    print(f"{'checkpoint':<24}{'step':>8}{'minutes':>9}{'loss':>9}{'confident':>11}{'balance':>9}")
     for path, ckpt in checkpoints_in(args.paths):
         model, schedule = checkpoint.build(ckpt)
         minutes = training_minutes(ckpt)
-        share = confident_share_of(model, schedule, classifier, args.n, args.steps, args.seed)
+        share, balance = quality(model, schedule, classifier, args.n, args.steps, args.seed)
         loss = ckpt["history"][-1][1] if ckpt.get("history") else float("nan")
         print(f"{path.name:<24}{ckpt.get('step', -1):>8}{minutes if minutes is not None else float('nan'):>9.1f}"
-              f"{loss:>9.4f}{share:>11.3f}", flush=True)
+              f"{loss:>9.4f}{share:>11.3f}{balance:>9.3f}", flush=True)
         if reached is None:
-            if share >= args.level:
+            if share >= args.level and balance >= args.min_balance:
                 reached = (ckpt.get("step"), minutes)
             else:
                 below = (ckpt.get("step"), minutes)
-    print(f"confident share: p_max >= 0.9 from the MNIST classifier, {args.n} samples, DDIM {args.steps}, EMA weights, "
-          f"seed {args.seed}; real training digits: {real_share(classifier, args.n, args.seed)}")
+    print(f"confident: share of p_max >= 0.9 from the MNIST classifier; balance: entropy of its predicted classes / "
+          f"log 10; {args.n} samples, DDIM {args.steps}, EMA weights, seed {args.seed}; real training digits: "
+          f"{real_scores(classifier, args.n, args.seed)}")
     if reached is None:
-        print(f"level {args.level} not reached by any of these checkpoints")
+        print(f"level (confident >= {args.level}, balance >= {args.min_balance}) not reached by these checkpoints")
     else:
         minutes = lambda m: "?" if m is None else f"{m:.1f}"  # noqa: E731
         before = f"; step {below[0]} ({minutes(below[1])} min) was still below" if below else ""
-        print(f"level {args.level} reached at step {reached[0]} after {minutes(reached[1])} training minutes{before}")
+        print(f"level (confident >= {args.level}, balance >= {args.min_balance}) reached at step {reached[0]} "
+              f"after {minutes(reached[1])} training minutes{before}")
     return 0
 
 
-def real_share(classifier, n: int, seed: int) -> str:
+def real_scores(classifier, n: int, seed: int) -> str:
     from ddpm_lite.data import DataNotFoundError, load_images
-    from ddpm_lite.metrics import confident_share, embed
+    from ddpm_lite.metrics import class_balance, confident_share, embed
     try:
         images, _ = load_images("mnist", train=True)
     except DataNotFoundError:
         return "n/a (MNIST not found)"
     idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
-    return f"{confident_share(embed(classifier, images[idx])[1]):.3f}"
+    probs = embed(classifier, images[idx])[1]
+    return f"confident {confident_share(probs):.3f}, balance {class_balance(probs.argmax(1)):.3f}"
 
 
 def collect(run_dir: str, out_dir: str, poll_s: float) -> int:
@@ -117,6 +124,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="*", help="checkpoint files or folders of them")
     p.add_argument("--level", type=float, default=0.9, help="confident share to reach (default: 0.9)")
+    p.add_argument("--min-balance", type=float, default=0.9,
+                   help="class balance the samples must also reach (default: 0.9): noise from an untrained network "
+                        "is classified as one digit with p = 1, so the confident share alone is reached at step 0")
     p.add_argument("--n", type=int, default=500, help="samples per checkpoint (default: 500)")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (default: 20)")
     p.add_argument("--seed", type=int, default=0)

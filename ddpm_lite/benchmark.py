@@ -6,8 +6,8 @@ The measuring helpers live here so that every script in benchmarks/ measures the
   shared machine hits all of them alike; it keeps the least disturbed (minimum) wall time and process CPU time.
 - FLOPs: torch.utils.flop_counter.FlopCounterMode, which counts convolutions and matrix products only.
 - machine peak: a large matmul and a large conv2d, timed the same way in the same run.
-- memory: peak resident set size (getrusage ru_maxrss) of a fresh subprocess per configuration, less its resident
-  size just before the measured work (tracemalloc does not see torch's allocations).
+- memory: peak resident set size (VmHWM, or getrusage's ru_maxrss off Linux) of a fresh subprocess per
+  configuration, less its resident size just before the measured work (tracemalloc does not see torch's tensors).
 """
 from __future__ import annotations
 
@@ -51,13 +51,14 @@ def count_flops(fn) -> int:
 
 
 def machine_peak(size: int = 1024, conv_batch: int = 32, repeat: int = 3) -> dict:
-    """GFLOP/s of a size x size matmul and of a 64 -> 64 channel 3x3 conv2d on (conv_batch, 64, 28, 28)."""
+    """GFLOP/s per wall and per CPU second (as a Timing) of a size x size matmul and of a 64 -> 64 channel 3x3
+    conv2d on (conv_batch, 64, 28, 28)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     x, w = torch.randn(conv_batch, 64, 28, 28), torch.randn(64, 64, 3, 3)
     work = {"matmul": lambda: a @ b, "conv2d": lambda: torch.nn.functional.conv2d(x, w, padding=1)}
     with torch.inference_mode():
         times = measure(work, repeat)
-    return {name: count_flops(fn) / times[name].wall_s / 1e9 for name, fn in work.items()}
+    return {name: Timing(*(count_flops(fn) / s / 1e9 for s in times[name])) for name, fn in work.items()}
 
 
 def rss_mb() -> float:
@@ -69,9 +70,15 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    import resource  # Unix only
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 2 ** 10  # bytes on macOS, KiB on Linux
+    """Peak resident set size of this program: VmHWM on Linux, where getrusage's ru_maxrss would also count the
+    parent's memory at fork time; ru_maxrss elsewhere."""
+    try:
+        status = Path("/proc/self/status").read_text().splitlines()
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 2 ** 10  # KiB
+    except (OSError, StopIteration):
+        import resource  # Unix only
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2 ** 20 if sys.platform == "darwin" else peak / 2 ** 10  # bytes on macOS, KiB on Linux
 
 
 def load_average() -> str:
@@ -89,7 +96,9 @@ def format_table(headers: list, rows: list) -> str:
     """A plain-text table, first column left-aligned, the others right-aligned."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+
+    def line(row):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
     return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]])
 
 

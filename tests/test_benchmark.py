@@ -1,0 +1,71 @@
+"""Smoke tests of the benchmark code: it runs end to end at tiny sizes and prints its tables.
+
+No timing is asserted: speed figures live in benchmarks/README.md, measured by `python -m ddpm_lite benchmark`.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from ddpm_lite import benchmark, cli
+
+HAS_DIFFUSERS = importlib.util.find_spec("diffusers") is not None
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(["benchmark", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_smoke_run_prints_every_table(capsys):
+    code, out, _ = run_cli(capsys, "--smoke", "--threads", "1", "--no-memory")
+    assert code == 0
+    for header in ("training step", "DDPM 1000", "DDIM 2", "forward, batch 2", "machine peak"):
+        assert header in out
+    assert "ddpm-lite" in out and "load average" in out
+    if HAS_DIFFUSERS:
+        assert "throughput ddpm-lite / diffusers" in out and "diffusers / ours" in out
+    else:
+        assert "diffusers is not installed" in out
+
+
+def test_training_memory_is_measured_in_a_subprocess(capsys):
+    code, out, _ = run_cli(capsys, "--smoke", "--threads", "1", "--only", "train", "--no-diffusers")
+    assert code == 0
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("training step"))
+    row = lines[header + 2]  # below the header and its dashes
+    assert row.startswith("ddpm-lite") and row.split()[-1].isdigit(), row  # MB, not "failed: ..."
+    assert "diffusers left out" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--only", "sampling"], "unknown --only section(s) sampling"),
+    (["--ddim-steps", "0"], "--ddim-steps must be"),
+    (["--threads", "0"], "must be positive integers"),
+])
+def test_bad_options_fail_before_any_work(capsys, argv, message):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and message in err and "training step" not in out
+
+
+def test_measure_keeps_the_fastest_of_interleaved_runs():
+    calls = []
+    times = benchmark.measure({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeat=3, warmup=1)
+    assert calls == ["a", "b"] * 4  # one warm-up each, then round-robin
+    assert set(times) == {"a", "b"} and all(t.wall_s >= 0 and t.cpu_s >= 0 for t in times.values())
+
+
+def test_count_flops_of_a_matmul_is_exact():
+    import torch
+    a, b = torch.randn(3, 4), torch.randn(4, 5)
+    assert benchmark.count_flops(lambda: a @ b) == 2 * 3 * 4 * 5
+
+
+def test_format_table_aligns_columns():
+    text = benchmark.format_table(["name", "value"], [["a", "1"], ["long name", "22"]])
+    lines = text.splitlines()
+    assert lines[0] == "name       value"
+    assert lines[2] == "a              1" and lines[3] == "long name     22"
