@@ -83,7 +83,7 @@ class LabServer:
         return json.loads(body) if body else None
 
     def lab_url(self, relpath: str) -> str:
-        return f"{self.url}/lab/tree/{relpath}?token={self.token}"
+        return f"{self.url}/lab/tree/{relpath}?reset&token={self.token}"  # reset: no tabs left open by an earlier test
 
     def stop(self):
         if self.proc is None:
