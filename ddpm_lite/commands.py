@@ -50,10 +50,15 @@ def parse_labels(label, n: int, model_cfg) -> torch.Tensor | None:
     return torch.full((n,), value)
 
 
-def check_sample_args(args, ckpt) -> torch.Tensor | None:
+def check_sampler(name: str) -> None:
+    """Checked before any checkpoint is read, so a typo costs nothing."""
     from .samplers import SAMPLERS
-    if args.sampler not in SAMPLERS:
-        raise UsageError(f"unknown --sampler {args.sampler!r}; choose ddpm or ddim")
+    if name not in SAMPLERS:
+        raise UsageError(f"unknown --sampler {name!r}; choose {' or '.join(SAMPLERS)}")
+
+
+def check_sample_args(args, ckpt) -> torch.Tensor | None:
+    """Steps, labels and guidance against the checkpoint (call check_sampler first)."""
     T = ckpt["schedule"]["T"]
     if args.steps is not None and not 1 <= args.steps <= T:
         raise UsageError(f"--steps must be between 1 and T={T}, got {args.steps}")
@@ -66,8 +71,7 @@ def check_sample_args(args, ckpt) -> torch.Tensor | None:
 def cmd_sample(args) -> int:
     from .samplers import sample
     from .viz import save_gif, save_grid, to_npy
-    if args.sampler not in ("ddpm", "ddim"):  # checked before the checkpoint is even read
-        raise UsageError(f"unknown --sampler {args.sampler!r}; choose ddpm or ddim")
+    check_sampler(args.sampler)
     ckpt = checkpoint.load(args.checkpoint or checkpoint.default_checkpoint())
     labels = check_sample_args(args, ckpt)
     model, schedule = checkpoint.build(ckpt, device=args.device)
@@ -79,7 +83,7 @@ def cmd_sample(args) -> int:
     nrow = args.nrow or (10 if args.label == "all" else 8)
     print(f"wrote {save_grid(x, args.out, nrow=nrow)}")
     if traj is not None:
-        frames = torch.cat([traj.x0_pred[:0], traj.xt, x[None]])  # x_t at every step, then the final sample
+        frames = torch.cat([traj.xt, x[None]])  # x_t at every step, then the final sample
         print(f"wrote {save_gif(frames[_gif_frames(len(frames))], args.gif, nrow=nrow)}")
     if args.npy:
         import numpy as np

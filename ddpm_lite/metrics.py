@@ -237,11 +237,10 @@ def run(args) -> int:
     from .checkpoint import default_checkpoint
     from .classifier import load_classifier
     from .cli import UsageError
-    from .samplers import SAMPLERS
+    from .commands import check_sampler
     if args.npy and args.checkpoint:
         raise UsageError("give --checkpoint (generate samples) or --npy (score saved ones), not both")
-    if args.sampler not in SAMPLERS:
-        raise UsageError(f"unknown --sampler {args.sampler!r}; choose ddpm or ddim")
+    check_sampler(args.sampler)
     if args.guidance and not args.conditional:
         raise UsageError("--guidance needs --conditional (guidance steers each sample towards its label)")
     images = _read_npy(args.npy, args.n) if args.npy else None
