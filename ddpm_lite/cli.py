@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from dataclasses import fields
 
 from .train import TrainConfig
@@ -75,6 +76,7 @@ def add_train(sub):
     p.add_argument("--ckpt-every", type=positive_int, default=d.ckpt_every)
     p.add_argument("--device", default=d.device)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly where it stopped")
+    p.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's EMA weights, fresh optimizer")
     p.add_argument("--unconditional", action="store_true", help="no class conditioning")
     p.add_argument("--base-channels", type=positive_int, default=UNetConfig.base_channels)
     p.add_argument("--channel-mults", type=int_list, default=UNetConfig.channel_mults, help="e.g. 1,2,2")
@@ -148,6 +150,13 @@ def check_train_args(args) -> None:
         raise UsageError("give --steps or --epochs, not both")
     if args.epochs is not None and args.epochs <= 0:
         raise UsageError(f"--epochs must be positive, got {args.epochs}")
+    if args.resume and args.init:
+        raise UsageError("give --resume (continue a run) or --init (start a new run from weights), not both")
+    if args.resume and not (Path(args.out) / "last.pt").is_file():
+        raise UsageError(f"--resume given but there is no checkpoint at {Path(args.out) / 'last.pt'}; "
+                         f"check --out (the run's folder) or start without --resume")
+    if args.init and not Path(args.init).is_file():
+        raise UsageError(f"--init {args.init}: no such file; pass a checkpoint such as checkpoints/ddpm_mnist.pt")
 
 
 def train_config_from(args, n_images: int) -> tuple[TrainConfig, UNetConfig]:

@@ -45,6 +45,7 @@ class TrainConfig:
     log_every: int = 50
     device: str = "auto"
     amp: bool = True  # bfloat16 autocast, CUDA only
+    init: str | None = None  # start from this checkpoint's EMA weights (fine-tuning); the optimizer starts fresh
 
 
 class TrainingDiverged(RuntimeError):
@@ -136,6 +137,8 @@ def train(cfg: TrainConfig, model_cfg: UNetConfig = UNetConfig(), *, resume: boo
     step, history, elapsed = 0, [], 0.0
     if resume:
         step, history, elapsed = _restore(path, model, ema, opt, model_cfg)
+    elif cfg.init:
+        _init_from(Path(cfg.init), model, ema, model_cfg, schedule)
     batches = Batches(len(images), cfg.batch_size, cfg.seed)
     use_amp = cfg.amp and device.type == "cuda"
     bar = None
@@ -175,6 +178,19 @@ def train(cfg: TrainConfig, model_cfg: UNetConfig = UNetConfig(), *, resume: boo
     if bar:
         bar.close()
     return _payload(model, ema, opt, step, cfg, model_cfg, schedule, history, elapsed)
+
+
+def _init_from(path: Path, model, ema, model_cfg, schedule) -> None:
+    """Model and EMA both start at the EMA weights of `path` (a release export or a run's last.pt)."""
+    ckpt = checkpoint.load(path)
+    if ckpt["model_config"] != model_cfg.to_dict():
+        raise checkpoint.CheckpointError(f"--init {path} holds a model with config {ckpt['model_config']}, "
+                                         f"not {model_cfg.to_dict()}; pass the same model flags")
+    if ckpt["schedule"] != schedule.to_dict():
+        raise checkpoint.CheckpointError(f"--init {path} was trained with schedule {ckpt['schedule']}, "
+                                         f"not {schedule.to_dict()}; pass the same --schedule and --T")
+    model.load_state_dict(ckpt["ema"])
+    ema.load_state_dict(ckpt["ema"])
 
 
 def _restore(path: Path, model, ema, opt, model_cfg):

@@ -101,9 +101,15 @@ TINY_FLAGS = ("--base-channels", "8", "--channel-mults", "1,2", "--attention-lev
               "--batch-size", "8", "--warmup", "2", "--ckpt-every", "2", "--device", "cpu", "--no-progress")
 
 
-def test_resume_without_a_checkpoint(capsys, mnist, tmp_path):
-    result = run_cli(capsys, "train", "--steps", "2", *TINY_FLAGS, "--out", tmp_path / "run", "--resume")
-    assert_usage_error(result, "error: --resume given but there is no checkpoint at")
+@pytest.mark.parametrize("extra, message", [
+    (("--resume",), "error: --resume given but there is no checkpoint at"),
+    (("--init", "nowhere.pt"), "error: --init nowhere.pt: no such file"),
+    (("--resume", "--init", "nowhere.pt"), "error: give --resume (continue a run) or --init"),
+])
+def test_resume_and_init_flags_fail_before_loading_data(capsys, tmp_path, monkeypatch, extra, message):
+    monkeypatch.setenv("DDPM_LITE_DATA", str(tmp_path / "no-data-here"))  # reaching the data would fail differently
+    result = run_cli(capsys, "train", "--steps", "2", *TINY_FLAGS, "--out", tmp_path / "run", *extra)
+    assert_usage_error(result, message)
 
 
 def test_train_sample_and_export_on_real_mnist(capsys, mnist, tmp_path):

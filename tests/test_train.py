@@ -7,7 +7,8 @@ import torch
 
 from conftest import tiny_config
 from ddpm_lite import checkpoint
-from ddpm_lite.train import Batches, TrainConfig, TrainingDiverged, _draw, ema_update, lr_at, train
+from ddpm_lite.schedule import Schedule
+from ddpm_lite.train import Batches, TrainConfig, TrainingDiverged, _draw, _init_from, ema_update, lr_at, train
 from ddpm_lite.unet import UNet
 
 MODEL_CFG = tiny_config(image_size=8)
@@ -109,6 +110,34 @@ def test_nan_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, data):
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path, data):
     with pytest.raises(checkpoint.CheckpointError, match=r"--resume given but there is no checkpoint at .*last\.pt"):
         train(config(tmp_path / "empty"), MODEL_CFG, resume=True, progress=False, data=data)
+
+
+def test_init_starts_model_and_ema_at_the_source_ema_with_a_fresh_optimizer(tmp_path, data):
+    src = train(config(tmp_path / "src", steps=3), MODEL_CFG, progress=False, data=data)
+    # Before any step, the new run's weights are the source's EMA weights exactly.
+    model = UNet(MODEL_CFG)
+    ema = UNet(MODEL_CFG)
+    _init_from(tmp_path / "src" / "last.pt", model, ema, MODEL_CFG, Schedule.build("cosine", 50))
+    for name, value in src["ema"].items():
+        assert torch.equal(model.state_dict()[name], value) and torch.equal(ema.state_dict()[name], value), name
+    # A full fine-tuning run counts its own steps and history and its optimizer starts empty.
+    tuned = train(config(tmp_path / "tuned", steps=3, init=str(tmp_path / "src" / "last.pt")), MODEL_CFG,
+                  progress=False, data=data)
+    scratch = train(config(tmp_path / "scratch", steps=3), MODEL_CFG, progress=False, data=data)
+    assert tuned["step"] == 3 and [h[0] for h in tuned["history"]] == [3]
+    assert tuned["optimizer"]["state"][0]["step"].item() == 3
+    assert any(not torch.equal(tuned["ema"][k], scratch["ema"][k]) for k in scratch["ema"])
+    assert tuned["train_config"]["init"] == str(tmp_path / "src" / "last.pt")
+
+
+def test_init_with_another_model_or_schedule_is_refused(tmp_path, data):
+    train(config(tmp_path / "src", steps=3), MODEL_CFG, progress=False, data=data)
+    src = str(tmp_path / "src" / "last.pt")
+    other = dataclasses.replace(MODEL_CFG, base_channels=MODEL_CFG.base_channels * 2)
+    with pytest.raises(checkpoint.CheckpointError, match="pass the same model flags"):
+        train(config(tmp_path / "a", init=src), other, progress=False, data=data)
+    with pytest.raises(checkpoint.CheckpointError, match="pass the same --schedule and --T"):
+        train(config(tmp_path / "b", init=src, T=40), MODEL_CFG, progress=False, data=data)
 
 
 def test_resume_with_another_model_config_is_refused(tmp_path, data):
