@@ -13,7 +13,7 @@ from .train import TrainConfig
 from .unet import UNetConfig
 
 
-EXTENSIONS = ("metrics", "classifier", "benchmark")  # modules that add sub-commands: evaluate, train-classifier, benchmark
+EXTENSIONS = ("evaluate", "classifier", "benchmark")  # modules that add sub-commands: evaluate, train-classifier, benchmark
 
 
 class UsageError(Exception):

@@ -1,7 +1,6 @@
 """What each command of the command line does, after cli.py has parsed and range-checked the flags."""
 from __future__ import annotations
 
-import sys
 
 import torch
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from ddpm_lite import evaluate as evaluate_cmd
 from ddpm_lite import metrics
 from ddpm_lite.cli import main
 from ddpm_lite.data import DataNotFoundError, load_images
@@ -183,12 +184,12 @@ def test_generate_in_batches_matches_one_sample_call(tiny_ckpts):
     model, schedule = checkpoint.load_model(tiny_ckpts.cond)
     args = Namespace(n=7, batch_size=3, sampler="ddim", steps=3, eta=0.0, guidance=1.0, seed=5, no_progress=True)
     labels = torch.arange(7) % 10
-    x = metrics._generate(model, schedule, labels, args)  # batches of 3, 3, 1
+    x = evaluate_cmd._generate(model, schedule, labels, args)  # batches of 3, 3, 1
     assert x.shape == (7, 1, 28, 28) and x.dtype == torch.uint8
     # one seeded noise stream and each batch's own labels: the same digits as `sample --npy` writes in one call
     once = sample(model, schedule, 7, steps=3, labels=labels, guidance=1.0, generator=torch.Generator().manual_seed(5))
     assert torch.equal(x, to_uint8(once))
-    assert not torch.equal(x, metrics._generate(model, schedule, torch.zeros(7, dtype=torch.long), args))
+    assert not torch.equal(x, evaluate_cmd._generate(model, schedule, torch.zeros(7, dtype=torch.long), args))
 
 
 def test_evaluate_json_to_stdout_replaces_the_table(tmp_path, capsys, monkeypatch):
@@ -199,7 +200,7 @@ def test_evaluate_json_to_stdout_replaces_the_table(tmp_path, capsys, monkeypatc
     def fake_evaluate(images, labels, classifier, seed, data_root, batch_size):  # skip the 10k reference pass
         seen.update(shape=tuple(images.shape), labels=labels)
         return {"model": row, "real": row}
-    monkeypatch.setattr(metrics, "evaluate", fake_evaluate)
+    monkeypatch.setattr(evaluate_cmd, "evaluate", fake_evaluate)
     np.save(tmp_path / "x.npy", np.zeros((12, 28, 28), np.uint8))
     assert main(["evaluate", "--npy", str(tmp_path / "x.npy"), "--json", "-"]) == 0
     result = json.loads(capsys.readouterr().out)

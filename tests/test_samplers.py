@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from conftest import SinglePointPredictor, tiny_unet
+from conftest import SinglePointPredictor
 from ddpm_lite.diffusion import x0_from_eps
 from ddpm_lite.samplers import guided_eps, sample, timestep_pairs
 from ddpm_lite.schedule import Schedule

@@ -1,0 +1,118 @@
+"""The `evaluate` command: sample from a checkpoint (or read an .npy), score it with metrics.py, print a table.
+
+    python -m ddpm_lite evaluate --n 10000 --steps 20            # unconditional, DDIM-20
+    python -m ddpm_lite evaluate --conditional --guidance 2       # labels 0..9 in turn, guided
+    python -m ddpm_lite evaluate --npy samples.npy                # images written by `sample --npy`
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .metrics import CONFIDENT, K, evaluate, table
+
+
+def add_parser(sub):
+    from .cli import nonneg_float, positive_int
+    p = sub.add_parser("evaluate", help="FID, precision/recall and class scores of samples, beside real MNIST")
+    p.add_argument("--checkpoint", default=None, help="model to sample from (default: the shipped one)")
+    p.add_argument("--npy", default=None, help="score these uint8 (N, 28, 28) images instead (from `sample --npy`)")
+    p.add_argument("--n", type=positive_int, default=None, help="image count (default: 1000, or all of --npy)")
+    p.add_argument("--sampler", default="ddim", help="ddpm or ddim (default: ddim)")
+    p.add_argument("--steps", type=int, default=None, help="1..T (default: 50 for ddim, T for ddpm)")
+    p.add_argument("--eta", type=nonneg_float, default=0.0, help="DDIM noise (default: 0, deterministic)")
+    p.add_argument("--guidance", type=nonneg_float, default=0.0, help="classifier-free guidance w; needs --conditional")
+    p.add_argument("--conditional", action="store_true",
+                   help="labels cycle 0..9 (as `sample --label all` writes them); reports conditional accuracy")
+    p.add_argument("--seed", type=int, default=0, help="sampling noise and the real-data subset (default: 0)")
+    p.add_argument("--batch-size", type=positive_int, default=250, help="(default: 250)")
+    p.add_argument("--classifier", default=None, help="default: checkpoints/mnist_classifier.pt")
+    p.add_argument("--data-root", default=None, help="folder holding MNIST/ (default: $DDPM_LITE_DATA)")
+    p.add_argument("--json", default=None, help="also write the figures as JSON to this file ('-': stdout only)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _read_npy(path: str, n: int | None) -> torch.Tensor:
+    import numpy as np
+    from .cli import UsageError
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"--npy {path} does not exist; write one with "
+                         f"`python -m ddpm_lite sample --n 1000 --npy {path}`") from None
+    except (ValueError, OSError) as e:
+        raise UsageError(f"--npy {path} is not a readable .npy file ({e})") from None
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[1:] != (28, 28):
+        raise UsageError(f"--npy {path} holds {arr.dtype} {arr.shape}; expected uint8 (N, 28, 28) as written "
+                         f"by `python -m ddpm_lite sample --npy`")
+    if n is not None and n > len(arr):
+        raise UsageError(f"--n {n} is more than the {len(arr)} images in {path}")
+    return torch.from_numpy(arr[:n])
+
+
+def _check_model(args):
+    """Load the DDPM checkpoint and check the sampling flags against it, before any work starts."""
+    import argparse
+    from . import checkpoint
+    from .cli import UsageError
+    from .commands import check_sample_args
+    ckpt = checkpoint.load(args.checkpoint or checkpoint.default_checkpoint())
+    if args.conditional and not ckpt["model_config"].get("num_classes"):
+        raise UsageError("--conditional needs a class-conditional checkpoint; this one was trained without labels")
+    check_sample_args(argparse.Namespace(**vars(args), label="all" if args.conditional else None), ckpt)
+    return checkpoint.build(ckpt)
+
+
+def _generate(model, schedule, labels, args) -> torch.Tensor:
+    """args.n samples as uint8 (N, 1, 28, 28), in batches, all noise from one seeded generator."""
+    from tqdm.auto import tqdm
+    from .data import to_uint8
+    from .samplers import sample
+    g, out = torch.Generator().manual_seed(args.seed), []
+    with tqdm(total=args.n, desc=f"{args.sampler} samples", disable=args.no_progress) as bar:
+        for i in range(0, args.n, args.batch_size):
+            n = min(args.batch_size, args.n - i)
+            x = sample(model, schedule, n, sampler=args.sampler, steps=args.steps, eta=args.eta, generator=g,
+                       labels=None if labels is None else labels[i:i + n], guidance=args.guidance)
+            out.append(to_uint8(x))  # the same rounding as `sample --npy`, so both routes score alike
+            bar.update(n)
+    return torch.cat(out)
+
+
+def run(args) -> int:
+    import json
+    from .checkpoint import default_checkpoint
+    from .classifier import load_classifier
+    from .cli import UsageError
+    from .commands import check_sampler
+    if args.npy and args.checkpoint:
+        raise UsageError("give --checkpoint (generate samples) or --npy (score saved ones), not both")
+    check_sampler(args.sampler)
+    if args.guidance and not args.conditional:
+        raise UsageError("--guidance needs --conditional (guidance steers each sample towards its label)")
+    images = _read_npy(args.npy, args.n) if args.npy else None
+    args.n = len(images) if images is not None else args.n or 1000
+    if args.n < 10:
+        raise UsageError(f"need at least 10 images (FID needs a covariance, precision/recall {K} neighbours), "
+                         f"got {args.n}")
+    model, schedule = (None, None) if args.npy else _check_model(args)
+    classifier = load_classifier(args.classifier)
+    labels = torch.arange(args.n) % 10 if args.conditional else None
+    settings = {"source": args.npy or str(args.checkpoint or default_checkpoint()), "conditional": args.conditional,
+                "seed": args.seed, "confident_threshold": CONFIDENT, "k": K, "class_balance": "entropy / log 10",
+                "classifier_test_accuracy": classifier.test_accuracy}
+    if images is None:
+        steps = args.steps or (schedule.T if args.sampler == "ddpm" else 50)
+        settings.update(sampler=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance)
+        images = _generate(model, schedule, labels, args)
+    result = {**evaluate(images, labels, classifier, args.seed, args.data_root, args.batch_size), "settings": settings}
+    if args.json == "-":
+        print(json.dumps(result, indent=2))
+        return 0
+    print(table(result, f"{args.sampler}-{settings['steps']}" if "steps" in settings else "samples"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
