@@ -9,16 +9,13 @@ Slider t is the paper's t in 0..T: t = 0 is the clean digit, t >= 1 is the packa
 A move redraws by encoding uint8 arrays as PNG into an ipywidgets.Image: the curves are drawn once by matplotlib,
 markers and histogram bars are painted into a copy with numpy. Only APIs shared by ipywidgets 7 (Colab) and 8 are
 used. Callbacks keep exceptions in ``.errors`` and show them, since ipywidgets would swallow them. Static twins for
-pages without a kernel: save_forward_strip, save_forward_gif, save_reverse_gif, save_guidance_strip.
+pages without a kernel are in twins.py; the pixel panels in panels.py.
 """
 from __future__ import annotations
 
 import html
-import io
-import math
 import time
 import traceback
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,123 +24,8 @@ from .data import to_model_range, to_uint8
 from .diffusion import q_sample
 from .samplers import Trajectory, sample
 from .schedule import Schedule
-from .viz import grid_uint8, save_gif
-
-MARKER, LINE, BAR = 255, 254, 253  # palette slots painted on the panels: red marker, grey line, blue bars
-
-
-def png(a: np.ndarray, palette: list | None = None) -> bytes:
-    """uint8 (H, W) grey, (H, W) palette indices or (H, W, 3) -> PNG bytes; light compression, speed matters here."""
-    from PIL import Image
-    image = Image.fromarray(a)
-    if palette is not None:
-        image.putpalette(palette)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> uint8 (H, W) grey or (H, W, 3) colour (palette images are expanded)."""
-    from PIL import Image
-    image = Image.open(io.BytesIO(data))
-    return np.asarray(image.convert("RGB") if image.mode == "P" else image)
-
-
-def upscale(a: np.ndarray, k: int) -> np.ndarray:
-    """Nearest-neighbour enlargement, so a 28x28 digit stays sharp in the browser."""
-    return a.repeat(k, axis=0).repeat(k, axis=1)
-
-
-def side_by_side(a: np.ndarray, b: np.ndarray, gap: int = 8) -> np.ndarray:
-    return np.hstack([a, np.full((a.shape[0], gap, *a.shape[2:]), 255, np.uint8), b])
-
-
-class Panel:
-    """A matplotlib figure drawn once into palette pixels (a third of RGB's bytes, so PNGs encode fast);
-    ``pixels`` maps data to pixel coordinates so marks can be painted into a copy with numpy."""
-
-    def __init__(self, fig):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from PIL import Image
-        canvas = FigureCanvasAgg(fig)
-        canvas.draw()
-        image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy()).quantize(colors=240)
-        self.base = np.asarray(image).copy()  # (H, W) palette indices
-        colours = (image.getpalette() + [255] * 768)[:3 * BAR]
-        self.palette = colours + [31, 119, 180] + [150, 150, 150] + [214, 39, 40]  # BAR, LINE, MARKER
-        colours = np.array(self.palette).reshape(-1, 3)
-        self.white = int(np.argmin(np.abs(colours - 255).sum(1)))
-
-    def pixels(self, ax, x, y):
-        """Data coordinates -> (columns, rows) of the drawn figure; rows count from the top."""
-        xy = ax.transData.transform(np.column_stack([x, y]))
-        return np.rint(xy[:, 0]).astype(int), np.rint(self.base.shape[0] - xy[:, 1]).astype(int)
-
-    def rows(self, ax):
-        """(top, bottom) pixel rows of an axes box."""
-        return self.base.shape[0] - int(ax.bbox.y1), self.base.shape[0] - int(ax.bbox.y0)
-
-
-class CurvePanel(Panel):
-    """alpha_bar_t and log10 SNR_t against the paper's t = 0..T, drawn once; ``draw(kind, t)`` adds the marker."""
-
-    def __init__(self, schedules):
-        from matplotlib.figure import Figure
-        fig = Figure(figsize=(5.6, 2.0), dpi=90)
-        axes = fig.subplots(1, 2)
-        t, curves = np.arange(schedules[0].T + 1), {}
-        for s in schedules:
-            ab = np.concatenate([[1.0], s.alpha_bars.double().numpy()])  # paper t = 0 is clean data, alpha_bar = 1
-            log_snr = np.log10(ab[1:] / (1 - ab[1:]))
-            axes[0].plot(t, ab, lw=1.2, label=s.kind)
-            axes[1].plot(t[1:], log_snr, lw=1.2)
-            curves[s.kind] = (ab, np.concatenate([log_snr[:1], log_snr]))
-        axes[0].set(xlabel="t", title="alpha_bar_t (signal kept)")
-        axes[1].set(xlabel="t", title="log10 SNR_t")
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
-        super().__init__(fig)
-        self.spans = [self.rows(ax) for ax in axes]
-        self.points = {kind: [self.pixels(ax, t, y) for ax, y in zip(axes, ys)] for kind, ys in curves.items()}
-        for pts in self.points.values():
-            pts[1][1][0] = self.spans[1][0] + 3  # SNR is infinite at t = 0: the marker sits at the top edge
-
-    def draw(self, kind: str, t: int) -> np.ndarray:
-        img = self.base.copy()
-        for (cols, rows), (top, bottom) in zip(self.points[kind], self.spans):
-            c, r = cols[t], rows[t]
-            img[top:bottom, c] = LINE
-            img[max(r - 3, 0):r + 4, max(c - 3, 0):c + 4] = MARKER
-        return img
-
-
-class HistogramPanel(Panel):
-    """Share of pixels per bin of x_t against N(0, 1), the distribution x_t approaches as t -> T."""
-    edges, top = np.linspace(-4, 4, 49), 0.15
-
-    def __init__(self):
-        from matplotlib.figure import Figure
-        fig = Figure(figsize=(2.7, 2.0), dpi=90)
-        ax = fig.subplots()
-        cdf = np.array([0.5 * (1 + math.erf(e / math.sqrt(2))) for e in self.edges])
-        ax.stairs(np.diff(cdf), self.edges, color="0.2", label="N(0, 1)")
-        ax.set(xlim=(-4, 4), ylim=(0, self.top), title="pixels of x_t")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        super().__init__(fig)
-        self.cols, rows = self.pixels(ax, self.edges, np.zeros_like(self.edges))
-        self.row0, self.row_top = rows[0], self.rows(ax)[0]
-
-    def draw(self, x: np.ndarray) -> np.ndarray:
-        share = np.histogram(np.clip(x.ravel(), -4, 3.999), self.edges)[0] / x.size  # tails go to the end bins
-        heights = np.rint(np.minimum(share / self.top, 1) * (self.row0 - self.row_top)).astype(int)  # clip at top
-        img = self.base.copy()
-        for c0, c1, h in zip(self.cols[:-1], self.cols[1:], heights):
-            region = img[self.row0 - h:self.row0, c0 + 1:c1]
-            region[region == self.white] = BAR  # behind the N(0, 1) line, which stays visible
-        return img
-
+from .panels import CurvePanel, HistogramPanel, decode_png, png, side_by_side, upscale
+from .viz import grid_uint8
 
 def digit_noise(x0: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """The fixed eps for each digit: digit i draws from torch.Generator().manual_seed(seed + i); (N, C, H, W)."""
@@ -359,62 +241,3 @@ def reverse_slider(model, schedule=None, sampler="ddim", steps=50, n=8, labels=N
 def guidance_slider(model, schedule, scales=(0, 0.5, 1, 2, 3, 4), steps=10, seed=0, **kw) -> GuidanceSlider:
     """Slider over guidance scales w and a digit menu for a class-conditional model; grids are cached."""
     return GuidanceSlider(model, schedule, scales, steps, seed, **kw)
-
-
-def _save_rows(path, rows, row_labels, col_labels=(), cell=30) -> Path:
-    """Labelled image rows (uint8 grids of cell-wide tiles) as one PNG figure."""
-    from matplotlib.figure import Figure
-    h, w = rows[0].shape[:2]
-    fig = Figure(figsize=(w / 36 + 0.8, len(rows) * (h / 36 + 0.1) + 0.3), dpi=100)
-    for j, (ax, row, label) in enumerate(zip(fig.subplots(len(rows), 1, squeeze=False)[:, 0], rows, row_labels)):
-        ax.imshow(row, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center")
-        ax.set_xticks([2 + cell * i + (cell - 2) / 2 for i in range(len(col_labels))] if j == 0 else [])
-        ax.set_xticklabels(col_labels if j == 0 else [])
-        ax.xaxis.tick_top()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    return Path(path)
-
-
-def save_forward_strip(path, images, schedules=("linear", "cosine"), ts=(0, 50, 100, 250, 500, 750, 1000),
-                       T=1000, seed=0, digits=2) -> Path:
-    """Static twin of forward_slider: per schedule and digit, a row of x_t at the paper's t in ts (same noise)."""
-    x0 = _check_images(images)[:digits]
-    eps = digit_noise(x0, seed)
-    rows, names = [], []
-    for s in (s if isinstance(s, Schedule) else Schedule.build(s, T) for s in schedules):
-        for i in range(len(x0)):
-            frames = torch.cat([forward_xt(s, x0[i:i + 1], eps[i:i + 1], t) for t in ts])  # (len(ts), C, H, W)
-            rows.append(grid_uint8(frames, nrow=len(ts)))
-            names.append(s.kind)
-    return _save_rows(path, rows, names, [f"t={t}" for t in ts], cell=x0.shape[-1] + 2)
-
-
-def save_forward_gif(path, images, schedule="cosine", T=1000, frames=41, seed=0, nrow=8) -> Path:
-    """Static twin of forward_slider: the digits noised from t = 0 to T in `frames` even steps."""
-    s = schedule if isinstance(schedule, Schedule) else Schedule.build(schedule, T)
-    x0 = _check_images(images)
-    eps = digit_noise(x0, seed)
-    ts = np.linspace(0, s.T, frames).round().astype(int)
-    return save_gif(torch.stack([forward_xt(s, x0, eps, int(t)) for t in ts]), path, nrow=nrow, duration_ms=80)
-
-
-def save_reverse_gif(path, model, schedule=None, sampler="ddim", steps=50, n=8, labels=None, seed=0,
-                     scale=2, duration_ms=80) -> Path:
-    """Static twin of reverse_slider: its pictures for k = 0..S as a looping GIF; model may be a Trajectory."""
-    import imageio.v3 as iio
-    final, traj = reverse_trajectory(model, schedule, sampler, steps, n, labels, seed)
-    nrow = min(len(final), 4)
-    pictures = [upscale(reverse_picture(final, traj, k, nrow), scale) for k in range(len(traj.timesteps) + 1)]
-    pictures = [p if p.ndim == 3 else np.stack([p] * 3, axis=-1) for p in pictures]  # RGB, as viz.save_gif writes
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, pictures, extension=".gif", duration=[duration_ms] * (len(pictures) - 1) + [1500], loop=0)
-    return Path(path)
-
-
-def save_guidance_strip(path, model, schedule, digit=0, scales=(0, 0.5, 1, 2, 3, 4), steps=10, seed=0, n=8) -> Path:
-    """Static twin of guidance_slider: one row of n samples per guidance scale, same seed in every row."""
-    rows = [grid_uint8(guided_samples(model, schedule, digit, w, n, steps, seed), nrow=n) for w in scales]
-    return _save_rows(path, rows, [f"w = {w:g}" for w in scales])

@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("ipywidgets")
 
 from conftest import tiny_unet  # noqa: E402
-from ddpm_lite import widgets  # noqa: E402
+from ddpm_lite import twins, widgets  # noqa: E402
 from ddpm_lite.data import to_uint8  # noqa: E402
 from ddpm_lite.diffusion import q_sample  # noqa: E402
 from ddpm_lite.samplers import sample  # noqa: E402
@@ -179,7 +179,7 @@ def test_widget_box_holds_the_controls_and_the_classes_the_browser_test_finds(di
 
 def test_static_twins_write_the_same_pictures(tmp_path, digits):
     import imageio.v3 as iio
-    gif = iio.imread(widgets.save_forward_gif(tmp_path / "f.gif", digits, schedule="linear", T=50, frames=6, seed=5,
+    gif = iio.imread(twins.save_forward_gif(tmp_path / "f.gif", digits, schedule="linear", T=50, frames=6, seed=5,
                                               nrow=3), index=None)
     schedule = Schedule.linear(50)
     eps = torch.stack([torch.randn((1, 28, 28), generator=seeded(5 + i)) for i in range(3)])
@@ -190,13 +190,13 @@ def test_static_twins_write_the_same_pictures(tmp_path, digits):
 
     model, cosine = tiny_unet(), Schedule.cosine(20)
     x, traj = sample(model, cosine, 2, steps=3, generator=seeded(1), trajectory=True)
-    gif = iio.imread(widgets.save_reverse_gif(tmp_path / "r.gif", model, cosine, steps=3, n=2, seed=1, scale=1),
+    gif = iio.imread(twins.save_reverse_gif(tmp_path / "r.gif", model, cosine, steps=3, n=2, seed=1, scale=1),
                      index=None)
     assert len(gif) == 4
     final = grid_uint8(x, 2)
     assert np.array_equal(grey(gif[-1]), np.hstack([final, np.full((32, WHITE_GAP), 255, np.uint8), final]))
 
-    for path in (widgets.save_forward_strip(tmp_path / "s.png", digits, T=50, ts=(0, 25, 50)),
-                 widgets.save_guidance_strip(tmp_path / "g.png", model, cosine, digit=1, scales=(0, 3), steps=2,
+    for path in (twins.save_forward_strip(tmp_path / "s.png", digits, T=50, ts=(0, 25, 50)),
+                 twins.save_guidance_strip(tmp_path / "g.png", model, cosine, digit=1, scales=(0, 3), steps=2,
                                              n=3)):
         assert widgets.decode_png(path.read_bytes()).shape[0] > 60
