@@ -31,8 +31,11 @@ def cmd_train(args) -> int:
     return 0
 
 
-def parse_labels(label, n: int, model_cfg) -> torch.Tensor | None:
-    """--label K -> (n,) all K; --label all -> rows of 0..9; None -> unconditional."""
+def parse_labels(label, n: int, model_cfg, seed: int = 0) -> torch.Tensor | None:
+    """--label K -> (n,) all K; all -> rows of 0..9; random -> each drawn uniformly (seeded); None -> no label.
+
+    "random" samples p(x) = sum_y p(y) p(x | y) through the conditional model: unconditional digits that do
+    not depend on how well the "no label" class was learnt (MNIST's ten classes are close to equally common)."""
     if label is None:
         return None
     if not model_cfg.get("num_classes"):
@@ -40,10 +43,12 @@ def parse_labels(label, n: int, model_cfg) -> torch.Tensor | None:
     k = model_cfg["num_classes"]
     if label == "all":
         return torch.arange(n) % k
+    if label == "random":
+        return torch.randint(0, k, (n,), generator=torch.Generator().manual_seed(seed))  # its own stream
     try:
         value = int(label)
     except ValueError:
-        raise UsageError(f"--label must be an integer 0..{k - 1} or 'all', got {label!r}") from None
+        raise UsageError(f"--label must be an integer 0..{k - 1}, 'all' or 'random', got {label!r}") from None
     if not 0 <= value < k:
         raise UsageError(f"--label must be between 0 and {k - 1}, got {value}")
     return torch.full((n,), value)
@@ -53,17 +58,23 @@ def check_sampler(name: str) -> None:
     """Checked before any checkpoint is read, so a typo costs nothing."""
     from .samplers import SAMPLERS
     if name not in SAMPLERS:
-        raise UsageError(f"unknown --sampler {name!r}; choose {' or '.join(SAMPLERS)}")
+        raise UsageError(f"unknown --sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def check_eta(args) -> None:
+    if args.eta and args.sampler != "ddim":
+        raise UsageError(f"--eta (DDIM's noise) applies to --sampler ddim only, not {args.sampler}")
 
 
 def check_sample_args(args, ckpt) -> torch.Tensor | None:
     """Steps, labels and guidance against the checkpoint (call check_sampler first)."""
+    check_eta(args)
     T = ckpt["schedule"]["T"]
     if args.steps is not None and not 1 <= args.steps <= T:
         raise UsageError(f"--steps must be between 1 and T={T}, got {args.steps}")
-    labels = parse_labels(args.label, args.n, ckpt["model_config"])
+    labels = parse_labels(args.label, args.n, ckpt["model_config"], args.seed)
     if args.guidance and labels is None:
-        raise UsageError("--guidance needs --label K or --label all (guidance steers towards a class)")
+        raise UsageError("--guidance needs --label K, all or random (guidance steers towards a class)")
     return labels
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .metrics import CONFIDENT, K, evaluate, table
+from .samplers import default_steps
 
 
 def add_parser(sub):
@@ -19,8 +20,8 @@ def add_parser(sub):
     p.add_argument("--checkpoint", default=None, help="model to sample from (default: the shipped one)")
     p.add_argument("--npy", default=None, help="score these uint8 (N, 28, 28) images instead (from `sample --npy`)")
     p.add_argument("--n", type=positive_int, default=None, help="image count (default: 1000, or all of --npy)")
-    p.add_argument("--sampler", default="ddim", help="ddpm or ddim (default: ddim)")
-    p.add_argument("--steps", type=int, default=None, help="1..T (default: 50 for ddim, T for ddpm)")
+    p.add_argument("--sampler", default="ddim", help="ddim (default), dpm++ (fewer steps) or ddpm")
+    p.add_argument("--steps", type=int, default=None, help="1..T (default: 50 for ddim, 20 for dpm++, T for ddpm)")
     p.add_argument("--eta", type=nonneg_float, default=0.0, help="DDIM noise (default: 0, deterministic)")
     p.add_argument("--guidance", type=nonneg_float, default=0.0, help="classifier-free guidance w; needs --conditional")
     p.add_argument("--conditional", action="store_true",
@@ -104,7 +105,7 @@ def run(args) -> int:
                 "seed": args.seed, "confident_threshold": CONFIDENT, "k": K, "class_balance": "entropy / log 10",
                 "classifier_test_accuracy": classifier.test_accuracy}
     if images is None:
-        steps = args.steps or (schedule.T if args.sampler == "ddpm" else 50)
+        steps = args.steps or default_steps(args.sampler, schedule.T)
         settings.update(sampler=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance)
         images = _generate(model, schedule, labels, args)
     result = {**evaluate(images, labels, classifier, args.seed, args.data_root, args.batch_size), "settings": settings}

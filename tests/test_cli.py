@@ -48,9 +48,10 @@ def test_bad_numbers_are_refused_by_the_parser(capsys, tiny_ckpts, tmp_path, fla
     (("--steps", "21"), "error: --steps must be between 1 and T=20, got 21"),
     (("--label", "10"), "error: --label must be between 0 and 9, got 10"),
     (("--label=-1",), "error: --label must be between 0 and 9, got -1"),
-    (("--label", "seven"), "error: --label must be an integer 0..9 or 'all', got 'seven'"),
-    (("--guidance", "2"), "error: --guidance needs --label K or --label all"),
-    (("--sampler", "euler"), "error: unknown --sampler 'euler'; choose ddpm or ddim"),
+    (("--label", "seven"), "error: --label must be an integer 0..9, 'all' or 'random', got 'seven'"),
+    (("--guidance", "2"), "error: --guidance needs --label K, all or random"),
+    (("--sampler", "euler"), "error: unknown --sampler 'euler'; choose one of ddpm, ddim, dpm++"),
+    (("--sampler", "dpm++", "--eta", "1"), "error: --eta (DDIM's noise) applies to --sampler ddim only"),
 ])
 def test_bad_sample_flags_give_one_line_and_exit_2(capsys, tiny_ckpts, tmp_path, extra, message):
     result = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, *extra))
@@ -59,7 +60,17 @@ def test_bad_sample_flags_give_one_line_and_exit_2(capsys, tiny_ckpts, tmp_path,
     assert not (tmp_path / "s.png").exists()
 
 
-@pytest.mark.parametrize("label", ["3", "all"])
+def test_random_labels_are_seeded_uniform_draws():
+    from ddpm_lite.commands import parse_labels
+    cfg = {"num_classes": 10}
+    a = parse_labels("random", 5000, cfg, seed=3)
+    assert torch.equal(a, parse_labels("random", 5000, cfg, seed=3))
+    assert not torch.equal(a, parse_labels("random", 5000, cfg, seed=4))
+    counts = torch.bincount(a, minlength=10)
+    assert len(counts) == 10 and counts.min() > 400 and counts.max() < 600  # 500 expected, sd ~21
+
+
+@pytest.mark.parametrize("label", ["3", "all", "random"])
 def test_label_on_an_unconditional_checkpoint(capsys, tiny_ckpts, tmp_path, label):
     result = run_cli(capsys, *sample_args(tiny_ckpts.uncond, tmp_path, "--label", label))
     assert_usage_error(result, "error: --label given but this checkpoint is unconditional")

@@ -6,6 +6,7 @@ must also pass through the forward marginals q(x_t | x0 = c) = N(sqrt(alpha_bar_
 and deterministic DDIM keeps the normalised noise (x_t - sqrt(alpha_bar_t) c) / sqrt(1 - alpha_bar_t) fixed.
 """
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -52,7 +53,16 @@ def test_ddim_lands_on_the_point(steps, eta, clip_x0):
     torch.testing.assert_close(x, C_POINT.expand_as(x), rtol=0, atol=landing_tol(steps))
 
 
-@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0)])
+@pytest.mark.parametrize("steps", [1, 2, 3, 10, 20])
+@pytest.mark.parametrize("clip_x0", [True, False])
+def test_dpmpp_lands_on_the_point(steps, clip_x0):
+    model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
+    x = sample(model, SCHEDULE, 16, sampler="dpm++", steps=steps, clip_x0=clip_x0, generator=seeded())
+    assert len(model.batch_sizes) == steps
+    torch.testing.assert_close(x, C_POINT.expand_as(x), rtol=0, atol=landing_tol(steps))
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0), ("dpm++", 0.0)])
 def test_guided_sampling_lands_on_the_point(sampler, eta):
     """Conditional and "no label" answers both for c: any guidance weight still gives c."""
     model = SinglePointPredictor(SCHEDULE, centres(*[C_POINT] * 11))  # 10 classes + no label, all at c
@@ -144,7 +154,7 @@ def test_ddim_eta0_draws_only_x_T_and_ddpm_draws_one_per_step_but_the_last(tiny_
     assert draws_used(shape, sampler="ddpm", **kw)[0] == 5
 
 
-@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0)])
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0), ("dpm++", 0.0)])
 def test_same_seed_same_samples_other_seed_other_samples(tiny_model, sampler, eta):
     s = Schedule.cosine(20)
     labels = torch.tensor([3, 7])
@@ -156,7 +166,7 @@ def test_same_seed_same_samples_other_seed_other_samples(tiny_model, sampler, et
     assert a.shape == (2, 1, 28, 28) and a.abs().max() <= 1
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++"])
 def test_one_step_returns_the_clipped_x0_prediction_from_x_T(tiny_model, sampler):
     s = Schedule.cosine(20)
     x = sample(tiny_model, s, 3, sampler=sampler, steps=1, eta=1.0, generator=seeded(3))
@@ -167,7 +177,7 @@ def test_one_step_returns_the_clipped_x0_prediction_from_x_T(tiny_model, sampler
     torch.testing.assert_close(x, x0, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("sampler,eta", [("ddim", 1.0), ("ddpm", 0.0)])
+@pytest.mark.parametrize("sampler,eta", [("ddim", 1.0), ("ddpm", 0.0), ("dpm++", 0.0)])
 def test_no_noise_on_the_last_step(tiny_model, sampler, eta):
     s = Schedule.cosine(20)
     x, traj = sample(tiny_model, s, 2, sampler=sampler, steps=6, eta=eta, generator=seeded(), trajectory=True)
@@ -220,7 +230,46 @@ def test_timestep_pairs_rejects_steps_outside_1_to_T(steps):
 
 
 def test_sample_rejects_unknown_sampler_and_variance(tiny_model):
-    with pytest.raises(ValueError, match="unknown sampler 'euler'; choose one of ddpm, ddim"):
+    with pytest.raises(ValueError, match="unknown sampler 'euler'; choose one of ddpm, ddim, dpm\\+\\+"):
         sample(tiny_model, SCHEDULE, 1, sampler="euler")
     with pytest.raises(ValueError, match="unknown variance 'large'; choose one of beta_tilde, beta"):
         sample(tiny_model, SCHEDULE, 1, sampler="ddpm", variance="large")
+
+
+class GaussianPredictor(torch.nn.Module):
+    """The exact noise predictor for data x0 ~ N(0, s^2 I): x_t ~ N(0, v_t I), v_t = alpha_bar_t s^2 + 1 - alpha_bar_t,
+    and eps*(x_t, t) = E[eps | x_t] = sqrt(1 - alpha_bar_t) x_t / v_t."""
+
+    def __init__(self, schedule, s):
+        super().__init__()
+        self.config = SimpleNamespace(num_classes=None, in_channels=1, image_size=4)
+        self.alpha_bars, self.s = schedule.alpha_bars.double(), s
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def variance(self, t):
+        ab = self.alpha_bars[t]
+        return ab * self.s ** 2 + 1 - ab
+
+    def forward(self, x, t, labels=None):
+        v = self.variance(t)[:, None, None, None]
+        return ((1 - self.alpha_bars[t][:, None, None, None]).sqrt() * x.double() / v).to(x.dtype)
+
+
+def test_ode_samplers_converge_to_the_exact_flow_for_gaussian_data():
+    """The probability-flow ODE maps x_T to x_0 = x_T sqrt(v_0 / v_T) for Gaussian data (each marginal is scaled,
+    so the flow is a pure rescaling); the samplers end with E[x0 | x_0] = sqrt(alpha_bar_0) s^2 x_0 / v_0. DDIM is a
+    first-order solver of that ODE (error halves when steps double), DPM-Solver++(2M) second order (quarters)."""
+    schedule = Schedule.cosine(1000)
+    model = GaussianPredictor(schedule, s=0.5)
+    x_T = torch.randn(64, 1, 4, 4, generator=seeded())
+    v_0, v_T = model.variance(torch.tensor(0)), model.variance(torch.tensor(999))
+    exact = x_T.double() * (v_0 / v_T).sqrt() * schedule.alpha_bars[0].double().sqrt() * model.s ** 2 / v_0
+
+    def error(sampler, steps):
+        x = sample(model, schedule, 64, sampler=sampler, steps=steps, clip_x0=False, generator=seeded())
+        return (x.double() - exact).abs().max().item()
+    ddim = {n: error("ddim", n) for n in (20, 40, 80)}
+    dpm = {n: error("dpm++", n) for n in (20, 40, 80)}
+    assert 1.6 < ddim[20] / ddim[40] < 2.5 and 1.6 < ddim[40] / ddim[80] < 2.5  # first order
+    assert dpm[20] / dpm[40] > 3.2 and dpm[40] / dpm[80] > 3.2  # second order
+    assert dpm[80] < ddim[80] / 2
