@@ -85,6 +85,23 @@ def load_model(path=None, device="cpu", weights: str = "ema"):
     return build(load(path or default_checkpoint()), weights=weights, device=device)
 
 
+def training_history(ckpt: dict, earlier=None) -> tuple[list, int]:
+    """(history rows [step, loss, lr, images/s], step at which this run began) for a checkpoint.
+
+    A run started with --init continues an earlier one; given that run's record (JSON {"step", "history"}, e.g.
+    checkpoints/history_stage1.json for the release), its rows come first and this run's steps are shifted."""
+    history = ckpt.get("history", [])
+    if not (ckpt.get("train_config") or {}).get("init") or earlier is None or not Path(earlier).is_file():
+        return history, 0
+    import json
+    record = json.loads(Path(earlier).read_text())
+    start = record["step"]
+    return record["history"] + [[row[0] + start, *row[1:]] for row in history], start
+
+
+RELEASE_STAGE1 = RELEASE.parent / "history_stage1.json"  # the release was fine-tuned from this run (--init)
+
+
 def export_ema(src, dst, keep=("history", "train_config", "step")) -> Path:
     """A small release file: EMA weights, configs and training metadata, no optimizer or raw weights."""
     ckpt = load(src)

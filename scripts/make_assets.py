@@ -3,7 +3,8 @@
     python scripts/make_assets.py [--checkpoint checkpoints/ddpm_mnist.pt] [--out assets]
 
 Writes samples.png (64 unconditional digits, DDIM 50), samples_by_class.png (one row per digit, guidance
-w=2), loss_curve.png (from the checkpoint's training history) and reverse.gif (the reverse process).
+w=2), loss_curve.png (from the checkpoint's training history, after the history of the run it was
+fine-tuned from, if any) and reverse.gif (the reverse process).
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def main(argv=None) -> None:
     p.add_argument("--checkpoint", default=str(checkpoint.default_checkpoint()))
     p.add_argument("--out", default="assets")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--earlier", default=str(checkpoint.RELEASE_STAGE1),
+                   help="JSON history of the run the checkpoint was fine-tuned from (--init), drawn before it")
     args = p.parse_args(argv)
     out = Path(args.out)
     ckpt = checkpoint.load(args.checkpoint)
@@ -41,7 +44,11 @@ def main(argv=None) -> None:
     if ckpt.get("history"):
         import matplotlib
         matplotlib.use("Agg")
-        ax = plot_loss(ckpt["history"], smooth=5)
+        history, start = checkpoint.training_history(ckpt, args.earlier)
+        ax = plot_loss(history, smooth=5)
+        if start:
+            ax.axvline(start, color="0.5", ls="--", lw=1)
+            ax.text(start, ax.get_ylim()[1], " fine-tuning (--init)", va="top", fontsize=8, color="0.3")
         ax.figure.tight_layout()
         ax.figure.savefig(out / "loss_curve.png", dpi=100)
         print("wrote", out / "loss_curve.png")

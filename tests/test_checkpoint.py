@@ -124,3 +124,15 @@ def test_newer_format_version_asks_for_an_upgrade(tmp_path):
     torch.save({"format": "ddpm-lite", "version": 99}, path)
     with pytest.raises(CheckpointError, match=r"format version 99, newer than this ddpm-lite reads \(1\); upgrade"):
         checkpoint.load(path)
+
+
+def test_training_history_puts_the_earlier_run_first(tmp_path):
+    import json
+    from ddpm_lite.checkpoint import training_history
+    earlier = tmp_path / "stage1.json"
+    earlier.write_text(json.dumps({"step": 100, "history": [[50, 0.5, 1e-3, 90.0], [100, 0.4, 1e-3, 95.0]]}))
+    ckpt = {"history": [[50, 0.3, 5e-4, 99.0]], "train_config": {"init": "stage1.pt"}}
+    assert training_history(ckpt, earlier) == ([[50, 0.5, 1e-3, 90.0], [100, 0.4, 1e-3, 95.0],
+                                                [150, 0.3, 5e-4, 99.0]], 100)
+    assert training_history(ckpt, None) == (ckpt["history"], 0)  # no record of the earlier run
+    assert training_history({**ckpt, "train_config": {"init": None}}, earlier) == (ckpt["history"], 0)
