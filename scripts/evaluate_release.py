@@ -20,10 +20,12 @@ from pathlib import Path
 # name, sample count, extra flags for `evaluate`
 ROWS = [
     ("ddim20", 10000, ["--sampler", "ddim", "--steps", "20"]),
+    ("cond_w0", 10000, ["--steps", "20", "--conditional", "--guidance", "0"]),  # unconditional via labels 0..9
     ("ddpm1000", 100, ["--sampler", "ddpm", "--steps", "1000"]),
     ("ddim50", 2000, ["--sampler", "ddim", "--steps", "50"]),
     ("ddim10", 2000, ["--sampler", "ddim", "--steps", "10"]),
-    ("cond_w0", 1000, ["--steps", "20", "--conditional", "--guidance", "0"]),
+    ("dpm10", 2000, ["--sampler", "dpm++", "--steps", "10"]),
+    ("cond_dpm10_w0", 2000, ["--sampler", "dpm++", "--steps", "10", "--conditional", "--guidance", "0"]),
     ("cond_w1", 1000, ["--steps", "20", "--conditional", "--guidance", "1"]),
     ("cond_w2", 1000, ["--steps", "20", "--conditional", "--guidance", "2"]),
     ("cond_w4", 1000, ["--steps", "20", "--conditional", "--guidance", "4"]),
