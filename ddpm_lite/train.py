@@ -11,7 +11,7 @@ import copy
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -136,7 +136,8 @@ def train(cfg: TrainConfig, model_cfg: UNetConfig = UNetConfig(), *, resume: boo
     path = Path(cfg.out_dir) / "last.pt"
     step, history, elapsed = 0, [], 0.0
     if resume:
-        step, history, elapsed = _restore(path, model, ema, opt, model_cfg)
+        step, history, elapsed, init = _restore(path, model, ema, opt, model_cfg)
+        cfg = replace(cfg, init=cfg.init or init)  # a resumed fine-tuning run still records where it began
     elif cfg.init:
         _init_from(Path(cfg.init), model, ema, model_cfg, schedule)
     batches = Batches(len(images), cfg.batch_size, cfg.seed)
@@ -205,4 +206,5 @@ def _restore(path: Path, model, ema, opt, model_cfg):
     ema.load_state_dict(ckpt["ema"])
     opt.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["rng"]["torch"])
-    return ckpt["step"], ckpt["history"], ckpt.get("meta", {}).get("elapsed_s", 0.0)
+    return (ckpt["step"], ckpt["history"], ckpt.get("meta", {}).get("elapsed_s", 0.0),
+            ckpt.get("train_config", {}).get("init"))

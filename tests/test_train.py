@@ -128,6 +128,8 @@ def test_init_starts_model_and_ema_at_the_source_ema_with_a_fresh_optimizer(tmp_
     assert tuned["optimizer"]["state"][0]["step"].item() == 3
     assert any(not torch.equal(tuned["ema"][k], scratch["ema"][k]) for k in scratch["ema"])
     assert tuned["train_config"]["init"] == str(tmp_path / "src" / "last.pt")
+    resumed = train(config(tmp_path / "tuned", steps=4), MODEL_CFG, resume=True, progress=False, data=data)
+    assert resumed["step"] == 4 and resumed["train_config"]["init"] == str(tmp_path / "src" / "last.pt")
 
 
 def test_init_with_another_model_or_schedule_is_refused(tmp_path, data):
