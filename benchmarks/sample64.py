@@ -4,7 +4,9 @@ from ddpm_lite import load_model, sample
 m, s = load_model()
 g = lambda: torch.Generator().manual_seed(0)
 sample(m, s, 64, steps=2, generator=g())  # warm-up
-for sampler, steps, w in [("ddim", 10, 0), ("ddim", 20, 0), ("ddim", 50, 0), ("ddim", 20, 2), ("ddpm", 100, 0)]:
+ROWS = [("ddim", 10, 0), ("dpm++", 10, 0), ("ddim", 20, 0), ("ddim", 50, 0), ("ddim", 10, 2), ("dpm++", 10, 2),
+        ("ddim", 20, 2), ("ddpm", 100, 0)]
+for sampler, steps, w in ROWS:
     labels = torch.arange(64) % 10 if w else None
     times = []
     for _ in range(2):
