@@ -25,6 +25,7 @@ ROWS = [
     ("ddim50", 2000, ["--sampler", "ddim", "--steps", "50"]),
     ("ddim10", 2000, ["--sampler", "ddim", "--steps", "10"]),
     ("dpm10", 2000, ["--sampler", "dpm++", "--steps", "10"]),
+    ("cond_ddim10_w0", 2000, ["--sampler", "ddim", "--steps", "10", "--conditional", "--guidance", "0"]),
     ("cond_dpm10_w0", 2000, ["--sampler", "dpm++", "--steps", "10", "--conditional", "--guidance", "0"]),
     ("cond_w1", 1000, ["--steps", "20", "--conditional", "--guidance", "1"]),
     ("cond_w2", 1000, ["--steps", "20", "--conditional", "--guidance", "2"]),

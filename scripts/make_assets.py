@@ -2,7 +2,8 @@
 
     python scripts/make_assets.py [--checkpoint checkpoints/ddpm_mnist.pt] [--out assets]
 
-Writes samples.png (64 unconditional digits, DDIM 50), samples_by_class.png (one row per digit, guidance
+Writes samples.png (64 digits, DDIM 50, a random label each: `sample --label random`), samples_no_label.png
+(64 digits from the "no label" class, DDIM 50), samples_by_class.png (one row per digit, guidance
 w=2), loss_curve.png (from the checkpoint's training history, after the history of the run it was
 fine-tuned from, if any) and reverse.gif (the reverse process).
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ddpm_lite import checkpoint, sample
+from ddpm_lite.commands import parse_labels
 from ddpm_lite.viz import plot_loss, save_gif, save_grid
 
 
@@ -30,8 +32,11 @@ def main(argv=None) -> None:
     model, schedule = checkpoint.build(ckpt)
     gen = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731
 
-    x = sample(model, schedule, 64, sampler="ddim", steps=50, generator=gen())
+    random_labels = parse_labels("random", 64, ckpt["model_config"], args.seed)  # as `sample --label random`
+    x = sample(model, schedule, 64, sampler="ddim", steps=50, labels=random_labels, generator=gen())
     print("wrote", save_grid(x, out / "samples.png", nrow=8))
+    x = sample(model, schedule, 64, sampler="ddim", steps=50, generator=gen())  # the "no label" class
+    print("wrote", save_grid(x, out / "samples_no_label.png", nrow=8))
 
     labels = torch.arange(10).repeat_interleave(10)  # (100,): row k is digit k
     x = sample(model, schedule, 100, sampler="ddim", steps=50, labels=labels, guidance=2.0, generator=gen())
