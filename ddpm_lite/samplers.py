@@ -7,7 +7,8 @@ alpha (Nichol & Dhariwal 2021, Sec. 4). The last step goes to t_prev = -1, where
 is added and the sample is the predicted x0.
 
 DPM-Solver++(2M) solves the same probability-flow ODE as deterministic DDIM, but to second order: each step
-extrapolates from the last two x0 predictions, so 10-20 steps do what DDIM needs 50 or more for.
+extrapolates from the last two x0 predictions, so its error falls four-fold per doubling of steps where DDIM's
+halves. With very few steps evenly spaced in t it can be worse than DDIM (the model card measures both).
 
 Classifier-free guidance (Ho & Salimans 2022, Eq. 6): eps = (1 + w) eps(x, y) - w eps(x, no label).
 w = 0 is plain conditional sampling; labels=None is unconditional sampling (w is then ignored).
