@@ -93,7 +93,7 @@ def add_sample(sub):
                        formatter_class=Help)
     p.add_argument("--checkpoint", default=None, help="default: checkpoints/ddpm_mnist.pt or $DDPM_LITE_CHECKPOINT")
     p.add_argument("--n", type=positive_int, default=64, help="number of samples")
-    p.add_argument("--sampler", default="ddim", help="ddim (default), dpm++ (fewer steps) or ddpm")
+    p.add_argument("--sampler", default="ddim", help="ddim (default), dpm++ (DPM-Solver++(2M), second order) or ddpm")
     p.add_argument("--steps", type=int, default=None, help="1..T (default: 50 for ddim, 20 for dpm++, T for ddpm)")
     p.add_argument("--eta", type=nonneg_float, default=0.0, help="DDIM noise (0 deterministic, 1 DDPM-like)")
     p.add_argument("--variance", default="beta_tilde", choices=["beta_tilde", "beta"], help="DDPM variance")

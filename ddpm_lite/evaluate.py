@@ -20,7 +20,7 @@ def add_parser(sub):
     p.add_argument("--checkpoint", default=None, help="model to sample from (default: the shipped one)")
     p.add_argument("--npy", default=None, help="score these uint8 (N, 28, 28) images instead (from `sample --npy`)")
     p.add_argument("--n", type=positive_int, default=None, help="image count (default: 1000, or all of --npy)")
-    p.add_argument("--sampler", default="ddim", help="ddim (default), dpm++ (fewer steps) or ddpm")
+    p.add_argument("--sampler", default="ddim", help="ddim (default), dpm++ (DPM-Solver++(2M), second order) or ddpm")
     p.add_argument("--steps", type=int, default=None, help="1..T (default: 50 for ddim, 20 for dpm++, T for ddpm)")
     p.add_argument("--eta", type=nonneg_float, default=0.0, help="DDIM noise (default: 0, deterministic)")
     p.add_argument("--guidance", type=nonneg_float, default=0.0, help="classifier-free guidance w; needs --conditional")
