@@ -9,18 +9,14 @@ set -euo pipefail
 RUNS=${1:-runs/release}
 PY=${PYTHON:-python}
 
-stage() {  # stage DIR ARGS...: resume DIR if it holds a checkpoint, else start it
-  local dir=$1; shift
-  if [ -f "$dir/last.pt" ]; then "$PY" -m ddpm_lite train --out "$dir" --resume "$@"; else "$PY" -m ddpm_lite train --out "$dir" "$@"; fi
+stage() {  # stage DIR "START_ARGS" ARGS...: resume DIR if it holds a checkpoint, else start it with START_ARGS too
+  local dir=$1 start=$2; shift 2
+  if [ -f "$dir/last.pt" ]; then set -- --resume "$@"; elif [ -n "$start" ]; then set -- $start "$@"; fi
+  "$PY" -m ddpm_lite train --out "$dir" "$@"
 }
 
 # Stage 1: from scratch; label dropout 0.1, lr 1e-3 (82 min on a 2-core CPU).
-stage "$RUNS/stage1" --steps 4500 --seed 0 --export "$RUNS/stage1.pt"
+stage "$RUNS/stage1" "" --steps 4500 --seed 0 --export "$RUNS/stage1.pt"
 # Stage 2: fine-tune stage 1's EMA weights; label dropout 0.2 (more "no label" training), lr 5e-4.
-if [ -f "$RUNS/stage2/last.pt" ]; then
-  stage "$RUNS/stage2" --steps 8000 --lr 5e-4 --warmup 200 --label-dropout 0.2 --seed 1 --ckpt-every 250 \
-    --export checkpoints/ddpm_mnist.pt
-else
-  stage "$RUNS/stage2" --init "$RUNS/stage1.pt" --steps 8000 --lr 5e-4 --warmup 200 --label-dropout 0.2 --seed 1 \
-    --ckpt-every 250 --export checkpoints/ddpm_mnist.pt
-fi
+stage "$RUNS/stage2" "--init $RUNS/stage1.pt" --steps 8000 --lr 5e-4 --warmup 200 --label-dropout 0.2 --seed 1 \
+  --ckpt-every 250 --export checkpoints/ddpm_mnist.pt
