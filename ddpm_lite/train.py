@@ -181,12 +181,16 @@ def train(cfg: TrainConfig, model_cfg: UNetConfig = UNetConfig(), *, resume: boo
     return _payload(model, ema, opt, step, cfg, model_cfg, schedule, history, elapsed)
 
 
+def _check_model_config(ckpt: dict, model_cfg, where: str, fix: str) -> None:
+    if ckpt["model_config"] != model_cfg.to_dict():
+        raise checkpoint.CheckpointError(f"{where} was trained with model config {ckpt['model_config']}, "
+                                         f"not {model_cfg.to_dict()}; {fix}")
+
+
 def _init_from(path: Path, model, ema, model_cfg, schedule) -> None:
     """Model and EMA both start at the EMA weights of `path` (a release export or a run's last.pt)."""
     ckpt = checkpoint.load(path)
-    if ckpt["model_config"] != model_cfg.to_dict():
-        raise checkpoint.CheckpointError(f"--init {path} holds a model with config {ckpt['model_config']}, "
-                                         f"not {model_cfg.to_dict()}; pass the same model flags")
+    _check_model_config(ckpt, model_cfg, f"--init {path}", "pass the same model flags")
     if ckpt["schedule"] != schedule.to_dict():
         raise checkpoint.CheckpointError(f"--init {path} was trained with schedule {ckpt['schedule']}, "
                                          f"not {schedule.to_dict()}; pass the same --schedule and --T")
@@ -199,9 +203,7 @@ def _restore(path: Path, model, ema, opt, model_cfg):
         raise checkpoint.CheckpointError(f"--resume given but there is no checkpoint at {path}; "
                                          f"check --out (the run's folder) or start without --resume")
     ckpt = checkpoint.load(path)
-    if ckpt["model_config"] != model_cfg.to_dict():
-        raise checkpoint.CheckpointError(f"{path} was trained with model config {ckpt['model_config']}, "
-                                         f"not {model_cfg.to_dict()}; resume with the same model flags")
+    _check_model_config(ckpt, model_cfg, str(path), "resume with the same model flags")
     model.load_state_dict(ckpt["model"])
     ema.load_state_dict(ckpt["ema"])
     opt.load_state_dict(ckpt["optimizer"])
