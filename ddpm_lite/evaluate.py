@@ -2,6 +2,7 @@
 
     python -m ddpm_lite evaluate --n 10000 --steps 20            # unconditional, DDIM-20
     python -m ddpm_lite evaluate --conditional --guidance 2       # labels 0..9 in turn, guided
+    python -m ddpm_lite evaluate --label random --n 10000         # unconditional digits through random labels
     python -m ddpm_lite evaluate --npy samples.npy                # images written by `sample --npy`
 """
 from __future__ import annotations
@@ -23,9 +24,12 @@ def add_parser(sub):
     p.add_argument("--sampler", default="ddim", help="ddim (default), dpm++ (DPM-Solver++(2M), second order) or ddpm")
     p.add_argument("--steps", type=int, default=None, help="1..T (default: 50 for ddim, 20 for dpm++, T for ddpm)")
     p.add_argument("--eta", type=nonneg_float, default=0.0, help="DDIM noise (default: 0, deterministic)")
-    p.add_argument("--guidance", type=nonneg_float, default=0.0, help="classifier-free guidance w; needs --conditional")
-    p.add_argument("--conditional", action="store_true",
-                   help="labels cycle 0..9 (as `sample --label all` writes them); reports conditional accuracy")
+    p.add_argument("--guidance", type=nonneg_float, default=0.0, help="classifier-free guidance w; needs --label")
+    p.add_argument("--label", choices=("all", "random"), default=None,
+                   help="class-conditional sampling, reporting conditional accuracy: all: labels cycle 0..9 (as "
+                        "`sample --label all` writes them); random: each drawn uniformly, seeded (as `sample --label "
+                        "random`), i.e. unconditional digits whose class balance is the model's own")
+    p.add_argument("--conditional", action="store_true", help="the same as --label all")
     p.add_argument("--seed", type=int, default=0, help="sampling noise and the real-data subset (default: 0)")
     p.add_argument("--batch-size", type=positive_int, default=250, help="(default: 250)")
     p.add_argument("--classifier", default=None, help="default: checkpoints/mnist_classifier.pt")
@@ -55,15 +59,14 @@ def _read_npy(path: str, n: int | None) -> torch.Tensor:
 
 def _check_model(args):
     """Load the DDPM checkpoint and check the sampling flags against it, before any work starts."""
-    import argparse
     from . import checkpoint
     from .cli import UsageError
     from .commands import check_sample_args
     ckpt = checkpoint.load(args.checkpoint or checkpoint.default_checkpoint())
-    if args.conditional and not ckpt["model_config"].get("num_classes"):
-        raise UsageError("--conditional needs a class-conditional checkpoint; this one was trained without labels")
-    check_sample_args(argparse.Namespace(**vars(args), label="all" if args.conditional else None), ckpt)
-    return checkpoint.build(ckpt)
+    if args.label and not ckpt["model_config"].get("num_classes"):
+        raise UsageError(f"--label {args.label} needs a class-conditional checkpoint; this one was trained "
+                         f"without labels")
+    return checkpoint.build(ckpt), check_sample_args(args, ckpt)
 
 
 def _generate(model, schedule, labels, args) -> torch.Tensor:
@@ -91,17 +94,26 @@ def run(args) -> int:
     if args.npy and args.checkpoint:
         raise UsageError("give --checkpoint (generate samples) or --npy (score saved ones), not both")
     check_sampler(args.sampler)
-    if args.guidance and not args.conditional:
-        raise UsageError("--guidance needs --conditional (guidance steers each sample towards its label)")
+    if args.conditional and args.label not in (None, "all"):
+        raise UsageError(f"--conditional means --label all; give one of them, not --label {args.label} too")
+    args.label = args.label or ("all" if args.conditional else None)
+    args.conditional = args.label is not None
+    if args.guidance and not args.label:
+        raise UsageError("--guidance needs --label all or random (guidance steers each sample towards its label)")
+    if args.npy and args.label == "random":
+        raise UsageError("--npy images carry no labels; score them with --label all if `sample --label all` "
+                         "wrote them, or with no --label")
     images = _read_npy(args.npy, args.n) if args.npy else None
     args.n = len(images) if images is not None else args.n or 1000
     if args.n < 10:
         raise UsageError(f"need at least 10 images (FID needs a covariance, precision/recall {K} neighbours), "
                          f"got {args.n}")
-    model, schedule = (None, None) if args.npy else _check_model(args)
+    (model, schedule), labels = ((None, None), None) if args.npy else _check_model(args)
+    if args.npy and args.label == "all":
+        labels = torch.arange(args.n) % 10
     classifier = load_classifier(args.classifier)
-    labels = torch.arange(args.n) % 10 if args.conditional else None
     settings = {"source": args.npy or str(args.checkpoint or default_checkpoint()), "conditional": args.conditional,
+                "labels": args.label,
                 "seed": args.seed, "confident_threshold": CONFIDENT, "k": K, "class_balance": "entropy / log 10",
                 "classifier_test_accuracy": classifier.test_accuracy}
     if images is None:

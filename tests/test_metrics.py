@@ -153,7 +153,9 @@ def run_cli(argv, capsys):
     (np.zeros((5, 28, 28), np.uint8), ["--npy", "{d}/x.npy"], "at least 10 images"),
     (np.zeros((12, 28, 28), np.uint8), ["--npy", "{d}/x.npy", "--checkpoint", "c.pt"], "not both"),
     (None, ["--sampler", "euler"], "unknown --sampler"),
-    (None, ["--guidance", "2"], "--guidance needs --conditional"),
+    (None, ["--guidance", "2"], "--guidance needs --label all or random"),
+    (None, ["--conditional", "--label", "random"], "--conditional means --label all"),
+    (np.zeros((12, 28, 28), np.uint8), ["--npy", "{d}/x.npy", "--label", "random"], "carry no labels"),
 ])
 def test_evaluate_rejects_bad_input(tmp_path, capsys, setup, argv, message):
     if setup is not None:
@@ -170,8 +172,9 @@ def test_evaluate_rejects_non_positive_n(capsys):
 
 def test_evaluate_checks_sampling_flags_against_the_checkpoint(tiny_ckpts, capsys):
     uncond = tiny_ckpts.uncond
-    rc, err = run_cli(["evaluate", "--checkpoint", str(uncond), "--conditional"], capsys)
-    assert rc == 2 and "--conditional needs a class-conditional checkpoint" in err
+    for flag in (["--conditional"], ["--label", "random"]):
+        rc, err = run_cli(["evaluate", "--checkpoint", str(uncond), *flag], capsys)
+        assert rc == 2 and "needs a class-conditional checkpoint" in err
     rc, err = run_cli(["evaluate", "--checkpoint", str(uncond), "--steps", "21"], capsys)
     assert rc == 2 and "between 1 and T=20" in err
 
@@ -207,3 +210,32 @@ def test_evaluate_json_to_stdout_replaces_the_table(tmp_path, capsys, monkeypatc
     assert result["model"] == row and result["settings"]["source"] == str(tmp_path / "x.npy")
     assert "sampler" not in result["settings"]  # nothing was generated
     assert seen == {"shape": (12, 28, 28), "labels": None}
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--label", "random"], "random"), (["--label", "all"], "all"), (["--conditional"], "all"), ([], None)])
+def test_evaluate_labels_are_the_ones_sample_draws(tiny_ckpts, capsys, monkeypatch, flags, expected):
+    """--label random scores the very digits `sample --label random` draws under the same seed and count."""
+    from ddpm_lite.commands import parse_labels
+    from ddpm_lite import checkpoint
+    seen = {}
+
+    def fake_evaluate(images, labels, classifier, seed, data_root, batch_size):
+        seen["labels"] = labels
+        row = {"n": len(images), "fid": 0.0, "precision": 1.0, "recall": 1.0, "confident": 1.0,
+               "class_balance": 1.0, "conditional_accuracy": None}
+        return {"model": row, "real": row}
+    monkeypatch.setattr(evaluate_cmd, "evaluate", fake_evaluate)
+    monkeypatch.setattr(evaluate_cmd, "_generate", lambda model, schedule, labels, args: torch.zeros(30, 1, 28, 28))
+    argv = ["evaluate", "--checkpoint", str(tiny_ckpts.cond), "--n", "30", "--seed", "4", "--steps", "2",
+            "--json", "-", *flags]
+    assert main(argv) == 0
+    settings = json.loads(capsys.readouterr().out)["settings"]
+    assert settings["labels"] == expected and settings["conditional"] == (expected is not None)
+    if expected is None:
+        assert seen["labels"] is None
+        return
+    cfg = checkpoint.load(tiny_ckpts.cond)["model_config"]
+    assert torch.equal(seen["labels"], parse_labels(expected, 30, cfg, seed=4))
+    if expected == "random":
+        assert not torch.equal(seen["labels"], torch.arange(30) % 10)
