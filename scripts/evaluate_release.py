@@ -19,6 +19,9 @@ from pathlib import Path
 
 # name, sample count, extra flags for `evaluate`
 ROWS = [
+    # the release bar's rows: unconditional digits through uniformly random labels, DDIM with eta = 1
+    ("rand_ddim20_eta1", 10000, ["--steps", "20", "--eta", "1", "--label", "random"]),
+    ("rand_ddim50_eta1", 10000, ["--steps", "50", "--eta", "1", "--label", "random"]),
     ("ddim20", 10000, ["--sampler", "ddim", "--steps", "20"]),
     ("cond_w0", 10000, ["--steps", "20", "--conditional", "--guidance", "0"]),  # unconditional via labels 0..9
     ("ddpm1000", 100, ["--sampler", "ddpm", "--steps", "1000"]),
@@ -31,6 +34,7 @@ ROWS = [
     ("cond_w2", 1000, ["--steps", "20", "--conditional", "--guidance", "2"]),
     ("cond_w4", 1000, ["--steps", "20", "--conditional", "--guidance", "4"]),
 ]
+LABELS = {"all": "0..9 in turn", "random": "random", None: "no label"}
 KEYS = [("fid", "{:.2f}"), ("precision", "{:.3f}"), ("recall", "{:.3f}"), ("confident", "{:.3f}"),
         ("class_balance", "{:.3f}"), ("conditional_accuracy", "{:.3f}")]
 
@@ -39,7 +43,7 @@ def run_row(name, n, flags, out: Path, checkpoint, seed) -> Path:
     path = out / f"{name}.json"
     cmd = [sys.executable, "-m", "ddpm_lite", "evaluate", "--n", str(n), "--seed", str(seed), "--json", str(path),
            "--no-progress", *(["--checkpoint", checkpoint] if checkpoint else []), *flags]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("EVAL_THREADS", "1")}
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     print("done", name, flush=True)
     return path
@@ -47,20 +51,23 @@ def run_row(name, n, flags, out: Path, checkpoint, seed) -> Path:
 
 def markdown(out: Path) -> str:
     fmt = lambda f, v: "-" if v is None else f.format(v)  # noqa: E731
-    head = "| row | sampler | steps | guidance w | n | " + " | ".join(k for k, _ in KEYS) + " |"
-    lines = [head, "|" + "---|" * (5 + len(KEYS))]
+    head = "| row | sampler | steps | eta | labels | guidance w | n | " + " | ".join(k for k, _ in KEYS) + " |"
+    lines = [head, "|" + "---|" * (7 + len(KEYS))]
     for name, _, _ in ROWS:
         path = out / f"{name}.json"
         if not path.is_file():
             continue
         r = json.loads(path.read_text())
         s = r["settings"]
-        w = s["guidance"] if s["conditional"] else "uncond."
+        w = s["guidance"] if s["conditional"] else "-"
+        labels = LABELS[s.get("labels", "all" if s["conditional"] else None)]  # files before --label: no key
         for who in ("model", "real"):
             row = r[who]
             label = name if who == "model" else "real MNIST"
-            cells = [label, s["sampler"] if who == "model" else "-", str(s["steps"]) if who == "model" else "-",
-                     str(w) if who == "model" else "-", str(row["n"])] + [fmt(f, row[k]) for k, f in KEYS]
+            eta = str(s["eta"]) if s["sampler"] == "ddim" else "-"
+            mine = [s["sampler"], str(s["steps"]), eta, labels, str(w)]
+            cells = [label, *(mine if who == "model" else ["-"] * len(mine)), str(row["n"])] + \
+                [fmt(f, row[k]) for k, f in KEYS]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

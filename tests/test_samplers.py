@@ -166,6 +166,17 @@ def test_same_seed_same_samples_other_seed_other_samples(tiny_model, sampler, et
     assert a.shape == (2, 1, 28, 28) and a.abs().max() <= 1
 
 
+@pytest.mark.parametrize("steps", [20, 7, 3])
+def test_ddim_eta1_is_ddpm_on_the_same_steps(tiny_model, steps):
+    """Song et al. 2021, Sec. 4.1: eta = 1 makes DDIM's sigma the posterior's beta_tilde, so DDIM with eta = 1 and
+    DDPM on the same (strided) steps are one sampler: same draws, same samples (the release bar's setting)."""
+    s = Schedule.cosine(20)
+    labels = torch.tensor([1, 4])
+    run = lambda **kw: sample(tiny_model, s, 2, steps=steps, labels=labels, generator=seeded(5), **kw)  # noqa: E731
+    torch.testing.assert_close(run(sampler="ddim", eta=1.0), run(sampler="ddpm"), rtol=0, atol=2e-4)  # float32 rounding
+    assert not torch.allclose(run(sampler="ddim", eta=0.5), run(sampler="ddpm"), atol=1e-3)
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++"])
 def test_one_step_returns_the_clipped_x0_prediction_from_x_T(tiny_model, sampler):
     s = Schedule.cosine(20)
