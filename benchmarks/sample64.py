@@ -1,17 +1,30 @@
-"""Warm wall time of ddpm_lite.sample for 64 digits from the shipped checkpoint (model card table)."""
-import time, torch
+"""Warm wall time of ddpm_lite.sample for 64 digits from the shipped checkpoint (model card table).
+
+    python benchmarks/sample64.py [--bf16]      # --bf16: every row again with the network under bf16 autocast
+"""
+import sys
+import time
+
+import torch
+
 from ddpm_lite import load_model, sample
+
 m, s = load_model()
-g = lambda: torch.Generator().manual_seed(0)
+g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
 sample(m, s, 64, steps=2, generator=g())  # warm-up
-ROWS = [("ddim", 10, 0), ("dpm++", 10, 0), ("ddim", 20, 0), ("ddim", 50, 0), ("ddim", 10, 2), ("dpm++", 10, 2),
-        ("ddim", 20, 2), ("ddpm", 100, 0)]
-for sampler, steps, w in ROWS:
-    labels = torch.arange(64) % 10 if w else None
-    times = []
-    for _ in range(2):
-        t0 = time.perf_counter()
-        sample(m, s, 64, sampler=sampler, steps=steps, labels=labels, guidance=w, generator=g())
-        times.append(time.perf_counter() - t0)
-    print(f"{sampler}-{steps} guidance={w}: best of 2 {min(times):.2f} s")
+# sampler, steps, guidance w, eta, labels
+ROWS = [("ddim", 10, 0, 0, None), ("dpm++", 10, 0, 0, None), ("ddim", 20, 0, 0, None), ("ddim", 50, 0, 0, None),
+        ("ddim", 20, 0, 1, "random"), ("ddim", 50, 0, 1, "random"), ("ddim", 10, 2, 0, "all"),
+        ("dpm++", 10, 2, 0, "all"), ("ddim", 20, 2, 0, "all"), ("ddpm", 100, 0, 0, None)]
+for precision in ["fp32"] + (["bf16"] if "--bf16" in sys.argv else []):
+    for sampler, steps, w, eta, label in ROWS:
+        labels = {None: None, "all": torch.arange(64) % 10, "random": torch.randint(0, 10, (64,), generator=g())}[label]
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            sample(m, s, 64, sampler=sampler, steps=steps, eta=eta, labels=labels, guidance=w, generator=g(),
+                   precision=precision)
+            times.append(time.perf_counter() - t0)
+        print(f"{precision} {sampler}-{steps} eta={eta} labels={label} guidance={w}: best of 2 {min(times):.2f} s",
+              flush=True)
 print("threads", torch.get_num_threads(), "torch", torch.__version__)

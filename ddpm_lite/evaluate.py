@@ -24,6 +24,8 @@ def add_parser(sub):
     p.add_argument("--sampler", default="ddim", help="ddim (default), dpm++ (DPM-Solver++(2M), second order) or ddpm")
     p.add_argument("--steps", type=int, default=None, help="1..T (default: 50 for ddim, 20 for dpm++, T for ddpm)")
     p.add_argument("--eta", type=nonneg_float, default=0.0, help="DDIM noise (default: 0, deterministic)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="the network's arithmetic while sampling (default: fp32; see `sample --help`)")
     p.add_argument("--guidance", type=nonneg_float, default=0.0, help="classifier-free guidance w; needs --label")
     p.add_argument("--label", choices=("all", "random"), default=None,
                    help="class-conditional sampling, reporting conditional accuracy: all: labels cycle 0..9 (as "
@@ -79,7 +81,8 @@ def _generate(model, schedule, labels, args) -> torch.Tensor:
         for i in range(0, args.n, args.batch_size):
             n = min(args.batch_size, args.n - i)
             x = sample(model, schedule, n, sampler=args.sampler, steps=args.steps, eta=args.eta, generator=g,
-                       labels=None if labels is None else labels[i:i + n], guidance=args.guidance)
+                       labels=None if labels is None else labels[i:i + n], guidance=args.guidance,
+                       precision=args.precision)
             out.append(to_uint8(x))  # the same rounding as `sample --npy`, so both routes score alike
             bar.update(n)
     return torch.cat(out)
@@ -118,7 +121,8 @@ def run(args) -> int:
                 "classifier_test_accuracy": classifier.test_accuracy}
     if images is None:
         steps = args.steps or default_steps(args.sampler, schedule.T)
-        settings.update(sampler=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance)
+        settings.update(sampler=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance,
+                        precision=args.precision)
         images = _generate(model, schedule, labels, args)
     result = {**evaluate(images, labels, classifier, args.seed, args.data_root, args.batch_size), "settings": settings}
     if args.json == "-":

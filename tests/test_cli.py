@@ -164,3 +164,16 @@ def test_python_m_ddpm_lite_runs_in_a_fresh_process(capsys, tiny_ckpts, tmp_path
                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.startswith("error: checkpoint") and bad.stderr.count("\n") == 1, bad.stderr
+
+
+def test_sample_precision_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path):
+    npy = {}
+    for precision in ("fp32", "bf16"):
+        npy[precision] = tmp_path / f"{precision}.npy"
+        code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--n", "4", "--steps", "3", "--label",
+                                                    "all", "--precision", precision, "--npy", npy[precision]))
+        assert code == 0, err
+    full, low = (np.load(npy[p]).astype(int) for p in ("fp32", "bf16"))
+    assert (full != low).any() and np.abs(full - low).mean() < 8  # bf16 rounding: a few grey levels on average
+    code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--precision", "fp8"))
+    assert code == 2 and "argument --precision: invalid choice: 'fp8'" in err

@@ -185,7 +185,8 @@ def test_generate_in_batches_matches_one_sample_call(tiny_ckpts):
     from ddpm_lite.data import to_uint8
     from ddpm_lite.samplers import sample
     model, schedule = checkpoint.load_model(tiny_ckpts.cond)
-    args = Namespace(n=7, batch_size=3, sampler="ddim", steps=3, eta=0.0, guidance=1.0, seed=5, no_progress=True)
+    args = Namespace(n=7, batch_size=3, sampler="ddim", steps=3, eta=0.0, guidance=1.0, seed=5, no_progress=True,
+                     precision="fp32")
     labels = torch.arange(7) % 10
     x = evaluate_cmd._generate(model, schedule, labels, args)  # batches of 3, 3, 1
     assert x.shape == (7, 1, 28, 28) and x.dtype == torch.uint8

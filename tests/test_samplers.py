@@ -177,6 +177,33 @@ def test_ddim_eta1_is_ddpm_on_the_same_steps(tiny_model, steps):
     assert not torch.allclose(run(sampler="ddim", eta=0.5), run(sampler="ddpm"), atol=1e-3)
 
 
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_reduced_precision_runs_the_network_under_autocast_and_keeps_the_sampler_float32(tiny_model, precision,
+                                                                                          dtype):
+    seen = []
+
+    class Spy(torch.nn.Module):  # records the dtype of every network output the sampler receives
+        def __init__(self):
+            super().__init__()
+            self.net, self.config = tiny_model, tiny_model.config
+
+        def forward(self, x, t, y):
+            out = self.net(x, t, y)
+            seen.append(out.dtype)
+            return out
+    s, labels = Schedule.cosine(20), torch.tensor([2, 9, 5])
+    run = lambda p: sample(Spy(), s, 3, steps=4, labels=labels, guidance=1.0, precision=p,  # noqa: E731
+                           generator=seeded(2), clip_x0=False)
+    full = run("fp32")
+    assert seen == [torch.float32] * 4
+    seen.clear()
+    low = run(precision)
+    assert seen == [dtype] * 4 and low.dtype == torch.float32  # the network in 16 bits, the sampler in 32
+    assert (low - full).abs().mean() < 0.05 * full.abs().mean()  # rounding, not a different sample
+    with pytest.raises(ValueError, match="unknown precision 'fp8'; choose one of fp32, bf16, fp16"):
+        run("fp8")
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++"])
 def test_one_step_returns_the_clipped_x0_prediction_from_x_T(tiny_model, sampler):
     s = Schedule.cosine(20)
