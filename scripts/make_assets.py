@@ -2,10 +2,11 @@
 
     python scripts/make_assets.py [--checkpoint checkpoints/ddpm_mnist.pt] [--out assets]
 
-Writes samples.png (64 digits, DDIM 50, a random label each: `sample --label random`), samples_no_label.png
-(64 digits from the "no label" class, DDIM 50), samples_by_class.png (one row per digit, guidance
-w=2), loss_curve.png (from the checkpoint's training history, after the history of the run it was
-fine-tuned from, if any) and reverse.gif (the reverse process).
+Writes samples.png (64 digits with the release bar's setting: DDIM 50, eta 1, a random label each, as
+`sample --label random --steps 50 --eta 1`), samples_no_label.png (64 digits from the "no label" class,
+DDIM 50), samples_by_class.png (one row per digit, guidance w=2), loss_curve.png (from the checkpoint's
+training history, after the history of the run it was fine-tuned from, if any) and reverse.gif (the reverse
+process, DDPM 1000 steps, a random label each).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def main(argv=None) -> None:
     gen = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731
 
     random_labels = parse_labels("random", 64, ckpt["model_config"], args.seed)  # as `sample --label random`
-    x = sample(model, schedule, 64, sampler="ddim", steps=50, labels=random_labels, generator=gen())
+    x = sample(model, schedule, 64, sampler="ddim", steps=50, eta=1.0, labels=random_labels, generator=gen())
     print("wrote", save_grid(x, out / "samples.png", nrow=8))
     x = sample(model, schedule, 64, sampler="ddim", steps=50, generator=gen())  # the "no label" class
     print("wrote", save_grid(x, out / "samples_no_label.png", nrow=8))
@@ -42,7 +43,8 @@ def main(argv=None) -> None:
     x = sample(model, schedule, 100, sampler="ddim", steps=50, labels=labels, guidance=2.0, generator=gen())
     print("wrote", save_grid(x, out / "samples_by_class.png", nrow=10))
 
-    x, traj = sample(model, schedule, 16, sampler="ddpm", generator=gen(), trajectory=set(range(0, 1000, 20)))
+    x, traj = sample(model, schedule, 16, sampler="ddpm", labels=random_labels[:16], generator=gen(),
+                     trajectory=set(range(0, 1000, 20)))
     frames = torch.cat([traj.xt, x[None]])  # (S+1, 16, 1, 28, 28): x_t from pure noise to the final digits
     print("wrote", save_gif(frames, out / "reverse.gif", nrow=4, duration_ms=80))
 

@@ -28,3 +28,18 @@ def test_release_samples_in_range_and_repeats_under_a_seed(release):
     assert a.min() >= -1 and a.max() <= 1
     assert torch.equal(a, b)
     assert not torch.equal(a[0], a[1])  # different labels give different digits
+
+
+def test_the_readme_python_example_runs_as_written(release, tmp_path, monkeypatch):
+    """The README's "Use it from Python" block, executed verbatim (it writes digits.png into the working folder)."""
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "README.md has no ```python block"
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(blocks[0], "README.md", "exec"), scope)
+    assert (tmp_path / "digits.png").is_file()
+    assert scope["x"].shape == (64, 1, 28, 28) and scope["sevens"].shape == (16, 1, 28, 28)
+    assert scope["labels"].min() >= 0 and scope["labels"].max() <= 9

@@ -1,0 +1,72 @@
+"""Sampler settings for the shipped checkpoint at n = 2,000 (model card, "Which sampler setting"): one
+`python -m ddpm_lite evaluate` per row, labels 0..9 in turn, seed 0, one thread each.
+
+    python scripts/sampler_study.py [--jobs 2] [--only d50_eta1,d20_eta1]
+
+Writes checkpoints/eval/study/<row>.json and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+N = 2000
+# name: extra `evaluate` flags (all rows: --label all --n 2000 --seed 0)
+ROWS = {
+    "d20": ["--steps", "20"],
+    "d50": ["--steps", "50"],
+    "d20_eta1": ["--steps", "20", "--eta", "1"],
+    "d50_eta1": ["--steps", "50", "--eta", "1"],
+    "d20_w0.15": ["--steps", "20", "--guidance", "0.15"],
+    "d20_w0.3": ["--steps", "20", "--guidance", "0.3"],
+    "d50_eta1_w0.1": ["--steps", "50", "--eta", "1", "--guidance", "0.1"],
+    "d20_bf16": ["--steps", "20", "--precision", "bf16"],
+}
+KEYS = ["fid", "precision", "recall", "confident", "conditional_accuracy"]
+
+
+def run_row(name: str, out: Path) -> None:
+    cmd = [sys.executable, "-m", "ddpm_lite", "evaluate", "--n", str(N), "--seed", "0", "--label", "all",
+           "--no-progress", "--json", str(out / f"{name}.json"), *ROWS[name]]
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
+    print("done", name, flush=True)
+
+
+def markdown(out: Path) -> str:
+    lines = ["| row | steps | eta | guidance w | precision | " + " | ".join(KEYS) + " |", "|" + "---|" * (5 + len(KEYS))]
+    real = None
+    for name in ROWS:
+        path = out / f"{name}.json"
+        if path.is_file():
+            r = json.loads(path.read_text())
+            s, real = r["settings"], r["real"]
+            lines.append(f"| {name} | {s['steps']} | {s['eta']} | {s['guidance']} | {s.get('precision', 'fp32')} | "
+                         + " | ".join(f"{r['model'][k]:.3f}" for k in KEYS) + " |")
+    if real:
+        lines.append("| real MNIST | - | - | - | - | " + " | ".join(f"{real[k]:.3f}" for k in KEYS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--only", default=None, help="comma-separated row names")
+    p.add_argument("--out", default="checkpoints/eval/study")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [n for n in ROWS if not args.only or n in args.only.split(",")]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for job in [pool.submit(run_row, n, out) for n in names]:
+            job.result()
+    (out / "table.md").write_text(markdown(out))
+    print((out / "table.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
