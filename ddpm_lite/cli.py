@@ -103,7 +103,7 @@ def add_sample(sub):
                    help="the network's arithmetic: bf16/fp16 run it under autocast, faster on GPUs and on CPUs with "
                         "bfloat16 instructions, slightly different digits (default: fp32)")
     p.add_argument("--guidance", type=nonneg_float, default=0.0,
-                   help="classifier-free guidance w: eps = (1+w) eps(y) - w eps(no label); needs --label K or --label all")
+                   help="classifier-free guidance w: eps = (1+w) eps(y) - w eps(no label); needs --label K, all or random")
     p.add_argument("--label", default=None, help="digit 0..9 for every sample, 'all' for rows 0..9, 'random' for a random digit each")
     p.add_argument("--seed", type=int, default=0, help="same seed, same samples")
     p.add_argument("--out", default="samples.png", help="PNG grid")

@@ -51,7 +51,7 @@ def guided_eps(model, x: torch.Tensor, t: torch.Tensor, labels, guidance: float)
     if labels is None or guidance == 0:
         return model(x, t, labels)
     null = torch.full_like(labels, model.config.num_classes)
-    eps_c, eps_u = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
+    eps_c, eps_u = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).float().chunk(2)
     return (1 + guidance) * eps_c - guidance * eps_u  # Ho & Salimans 2022, Eq. 6
 
 

@@ -26,6 +26,7 @@ ROWS = [
     ("cond_w0", 10000, ["--steps", "20", "--conditional", "--guidance", "0"]),  # unconditional via labels 0..9
     ("ddpm1000", 100, ["--sampler", "ddpm", "--steps", "1000"]),
     ("ddim50", 2000, ["--sampler", "ddim", "--steps", "50"]),
+    ("ddim50_eta1", 2000, ["--sampler", "ddim", "--steps", "50", "--eta", "1"]),
     ("ddim10", 2000, ["--sampler", "ddim", "--steps", "10"]),
     ("dpm10", 2000, ["--sampler", "dpm++", "--steps", "10"]),
     ("cond_ddim10_w0", 2000, ["--sampler", "ddim", "--steps", "10", "--conditional", "--guidance", "0"]),
