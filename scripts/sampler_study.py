@@ -38,7 +38,7 @@ def run_row(name: str, out: Path) -> None:
 
 
 def markdown(out: Path) -> str:
-    lines = ["| row | steps | eta | guidance w | precision | " + " | ".join(KEYS) + " |", "|" + "---|" * (5 + len(KEYS))]
+    lines = ["| row | steps | eta | guidance w | arithmetic | " + " | ".join(KEYS) + " |", "|" + "---|" * (5 + len(KEYS))]
     real = None
     for name in ROWS:
         path = out / f"{name}.json"
