@@ -50,6 +50,14 @@ def run_row(name, n, flags, out: Path, checkpoint, seed) -> Path:
     return path
 
 
+def run_rows(rows, out: Path, jobs: int, checkpoint=None, seed: int = 0) -> None:
+    """Each (name, n, flags) row as its own `evaluate` process, `jobs` at a time; JSON files into out/."""
+    out.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(jobs) as pool:
+        for job in [pool.submit(run_row, name, n, flags, out, checkpoint, seed) for name, n, flags in rows]:
+            job.result()
+
+
 def markdown(out: Path) -> str:
     fmt = lambda f, v: "-" if v is None else f.format(v)  # noqa: E731
     head = "| row | sampler | steps | eta | labels | guidance w | n | " + " | ".join(k for k, _ in KEYS) + " |"
@@ -83,13 +91,9 @@ def main(argv=None) -> None:
     p.add_argument("--only", default=None, help="comma-separated row names")
     args = p.parse_args(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [r for r in ROWS if not args.only or r[0] in args.only.split(",")]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        jobs = [pool.submit(run_row, name, max(10, int(n * args.scale)), flags, out, args.checkpoint, args.seed)
-                for name, n, flags in rows]
-        for j in jobs:
-            j.result()
+    rows = [(name, max(10, int(n * args.scale)), flags) for name, n, flags in ROWS
+            if not args.only or name in args.only.split(",")]
+    run_rows(rows, out, args.jobs, args.checkpoint, args.seed)
     (out / "table.md").write_text(markdown(out))
     print((out / "table.md").read_text())
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from evaluate_release import run_rows  # the same one-process-per-row runner (this folder is on sys.path)
 
 N = 2000
 # name: extra `evaluate` flags (all rows: --label all --n 2000 --seed 0)
@@ -28,13 +26,6 @@ ROWS = {
     "d20_bf16": ["--steps", "20", "--precision", "bf16"],
 }
 KEYS = ["fid", "precision", "recall", "confident", "conditional_accuracy"]
-
-
-def run_row(name: str, out: Path) -> None:
-    cmd = [sys.executable, "-m", "ddpm_lite", "evaluate", "--n", str(N), "--seed", "0", "--label", "all",
-           "--no-progress", "--json", str(out / f"{name}.json"), *ROWS[name]]
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
-    print("done", name, flush=True)
 
 
 def markdown(out: Path) -> str:
@@ -59,11 +50,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", default="checkpoints/eval/study")
     args = p.parse_args(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = [n for n in ROWS if not args.only or n in args.only.split(",")]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        for job in [pool.submit(run_row, n, out) for n in names]:
-            job.result()
+    rows = [(name, N, ["--label", "all", *flags]) for name, flags in ROWS.items()
+            if not args.only or name in args.only.split(",")]
+    run_rows(rows, out, args.jobs)  # seed 0, the shipped checkpoint
     (out / "table.md").write_text(markdown(out))
     print((out / "table.md").read_text())
 
