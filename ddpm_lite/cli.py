@@ -96,8 +96,9 @@ def add_sample(sub):
     p.add_argument("--sampler", default="ddim", help="ddim (default), dpm++ (DPM-Solver++(2M), second order) or ddpm")
     p.add_argument("--steps", type=int, default=None, help="1..T (default: 50 for ddim, 20 for dpm++, T for ddpm)")
     p.add_argument("--eta", type=nonneg_float, default=0.0,
-                   help="DDIM noise: 0 deterministic (default), 1 = DDPM's posterior on the strided steps, the best "
-                        "digits from the shipped model with 50 steps (model card)")
+                   help="noise of ddim or dpm++: 0 deterministic (default), 1 = DDPM's posterior on the strided steps "
+                        "(dpm++: the SDE solver); ddim at 1 with 50 steps gives the shipped model's best digits "
+                        "(model card)")
     p.add_argument("--variance", default="beta_tilde", choices=["beta_tilde", "beta"], help="DDPM variance")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="the network's arithmetic: bf16/fp16 run it under autocast, faster on GPUs and on CPUs with "

@@ -62,8 +62,8 @@ def check_sampler(name: str) -> None:
 
 
 def check_eta(args) -> None:
-    if args.eta and args.sampler != "ddim":
-        raise UsageError(f"--eta (DDIM's noise) applies to --sampler ddim only, not {args.sampler}")
+    if args.eta and args.sampler not in ("ddim", "dpm++"):
+        raise UsageError(f"--eta (the sampler's noise) applies to --sampler ddim or dpm++ only, not {args.sampler}")
 
 
 def check_sample_args(args, ckpt) -> torch.Tensor | None:

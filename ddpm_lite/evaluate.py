@@ -23,7 +23,8 @@ def add_parser(sub):
     p.add_argument("--n", type=positive_int, default=None, help="image count (default: 1000, or all of --npy)")
     p.add_argument("--sampler", default="ddim", help="ddim (default), dpm++ (DPM-Solver++(2M), second order) or ddpm")
     p.add_argument("--steps", type=int, default=None, help="1..T (default: 50 for ddim, 20 for dpm++, T for ddpm)")
-    p.add_argument("--eta", type=nonneg_float, default=0.0, help="DDIM noise (default: 0, deterministic)")
+    p.add_argument("--eta", type=nonneg_float, default=0.0, help="ddim or dpm++ noise (default: 0, deterministic)")
+    p.add_argument("--variance", default="beta_tilde", choices=["beta_tilde", "beta"], help="DDPM variance")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="the network's arithmetic while sampling (default: fp32; see `sample --help`)")
     p.add_argument("--guidance", type=nonneg_float, default=0.0, help="classifier-free guidance w; needs --label")
@@ -81,7 +82,7 @@ def _generate(model, schedule, labels, args) -> torch.Tensor:
         for i in range(0, args.n, args.batch_size):
             n = min(args.batch_size, args.n - i)
             x = sample(model, schedule, n, sampler=args.sampler, steps=args.steps, eta=args.eta, generator=g,
-                       labels=None if labels is None else labels[i:i + n], guidance=args.guidance,
+                       variance=args.variance, labels=None if labels is None else labels[i:i + n], guidance=args.guidance,
                        precision=args.precision)
             out.append(to_uint8(x))  # the same rounding as `sample --npy`, so both routes score alike
             bar.update(n)
@@ -122,7 +123,7 @@ def run(args) -> int:
     if images is None:
         steps = args.steps or default_steps(args.sampler, schedule.T)
         settings.update(sampler=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance,
-                        precision=args.precision)
+                        precision=args.precision, variance=args.variance)
         images = _generate(model, schedule, labels, args)
     result = {**evaluate(images, labels, classifier, args.seed, args.data_root, args.batch_size), "settings": settings}
     if args.json == "-":

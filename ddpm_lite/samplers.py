@@ -9,6 +9,8 @@ is added and the sample is the predicted x0.
 DPM-Solver++(2M) solves the same probability-flow ODE as deterministic DDIM, but to second order: each step
 extrapolates from the last two x0 predictions, so its error falls four-fold per doubling of steps where DDIM's
 halves. With very few steps evenly spaced in t it can be worse than DDIM (the model card measures both).
+With eta > 0 it solves the reverse SDE instead (SDE-DPM-Solver++(2M), "DPM++ 2M SDE" in k-diffusion and
+diffusers' sde-dpmsolver++): at eta = 1 its first-order step is DDPM's posterior step, i.e. DDIM with eta = 1.
 
 Classifier-free guidance (Ho & Salimans 2022, Eq. 6): eps = (1 + w) eps(x, y) - w eps(x, no label).
 w = 0 is plain conditional sampling; labels=None is unconditional sampling (w is then ignored).
@@ -76,15 +78,20 @@ def half_log_snr(ab: torch.Tensor) -> torch.Tensor:
     return 0.5 * (ab.log() - (-ab).log1p())
 
 
-def dpmpp_2m_step(x0_pred, xt, ab, ab_prev, x0_last=None, h_last=None):
-    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2); returns (x_prev, h). With no previous prediction (first step),
-    it is first order, i.e. exactly deterministic DDIM. Call only for t_prev >= 0 (alpha_bar_prev < 1)."""
+def dpmpp_2m_step(x0_pred, xt, ab, ab_prev, noise, eta=0.0, x0_last=None, h_last=None):
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2) and, for eta > 0, its SDE form (Lu et al. 2022, App. and
+    k-diffusion's sample_dpmpp_2m_sde); returns (x_prev, h). With no previous prediction (first step) it is first
+    order: deterministic DDIM at eta = 0 and DDPM's posterior step (DDIM eta = 1) at eta = 1. Call only for
+    t_prev >= 0 (alpha_bar_prev < 1). eta scales the SDE's noise: e^{-eta h} of x_t is replaced by fresh noise."""
     h = half_log_snr(ab_prev) - half_log_snr(ab)
     d = x0_pred
-    if x0_last is not None:
+    if x0_last is not None:  # midpoint correction from the last two predictions (Alg. 2, line 7)
         r = h_last / h
         d = (1 + 1 / (2 * r)) * x0_pred - 1 / (2 * r) * x0_last
-    x = ((1 - ab_prev) / (1 - ab)).sqrt() * xt - ab_prev.sqrt() * torch.expm1(-h) * d  # sigma ratio, alpha (1 - e^-h)
+    # x_prev = sigma'/sigma e^{-eta h} x_t + alpha' (1 - e^{-(1+eta) h}) D + sigma' sqrt(1 - e^{-2 eta h}) z
+    x = ((1 - ab_prev) / (1 - ab)).sqrt() * torch.exp(-eta * h) * xt - ab_prev.sqrt() * torch.expm1(-(1 + eta) * h) * d
+    if eta > 0:
+        x = x + (1 - ab_prev).sqrt() * (-torch.expm1(-2 * eta * h)).sqrt() * noise
     return x, h
 
 
@@ -96,7 +103,8 @@ def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: i
     """Draw n samples in [-1, 1] scale, shape (n, C, H, W).
 
     steps: number of network evaluations (default T for ddpm, 50 for ddim, 20 for dpm++).
-    eta: DDIM only. clip_x0: clamp each x0 prediction to [-1, 1] (and re-derive eps from it).
+    eta: noise, DDIM (Song et al. 2021, Eq. 16 scale) and dpm++ (0: the ODE solver, 1: the SDE solver); both are
+    DDPM's posterior step at eta = 1 to first order. clip_x0: clamp each x0 prediction to [-1, 1] (and re-derive eps from it).
     trajectory: False, True (record every step) or a collection of timesteps t to record;
     when recording, returns (samples, Trajectory).
     generator: a CPU torch.Generator; all noise is drawn from it, so a seed repeats the same samples.
@@ -138,7 +146,7 @@ def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: i
         if sampler == "ddpm":
             x = ddpm_step(x0_pred, x, eps, ab, ab_prev, noise, variance)
         elif sampler == "dpm++":
-            x, h = dpmpp_2m_step(x0_pred, x, ab, ab_prev, *last) if t_prev >= 0 else (x0_pred, None)
+            x, h = dpmpp_2m_step(x0_pred, x, ab, ab_prev, noise, eta, *last) if t_prev >= 0 else (x0_pred, None)
             last = (x0_pred, h)
         else:
             x = ddim_step(x0_pred, x, eps, ab, ab_prev, noise, eta)

@@ -73,7 +73,7 @@ def markdown(out: Path) -> str:
         for who in ("model", "real"):
             row = r[who]
             label = name if who == "model" else "real MNIST"
-            eta = str(s["eta"]) if s["sampler"] == "ddim" else "-"
+            eta = str(s["eta"]) if s["sampler"] in ("ddim", "dpm++") else "-"
             mine = [s["sampler"], str(s["steps"]), eta, labels, str(w)]
             cells = [label, *(mine if who == "model" else ["-"] * len(mine)), str(row["n"])] + \
                 [fmt(f, row[k]) for k, f in KEYS]

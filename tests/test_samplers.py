@@ -54,15 +54,16 @@ def test_ddim_lands_on_the_point(steps, eta, clip_x0):
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3, 10, 20])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("clip_x0", [True, False])
-def test_dpmpp_lands_on_the_point(steps, clip_x0):
+def test_dpmpp_lands_on_the_point(steps, eta, clip_x0):
     model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
-    x = sample(model, SCHEDULE, 16, sampler="dpm++", steps=steps, clip_x0=clip_x0, generator=seeded())
+    x = sample(model, SCHEDULE, 16, sampler="dpm++", steps=steps, eta=eta, clip_x0=clip_x0, generator=seeded())
     assert len(model.batch_sizes) == steps
     torch.testing.assert_close(x, C_POINT.expand_as(x), rtol=0, atol=landing_tol(steps))
 
 
-@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0), ("dpm++", 0.0)])
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0), ("dpm++", 0.0), ("dpm++", 1.0)])
 def test_guided_sampling_lands_on_the_point(sampler, eta):
     """Conditional and "no label" answers both for c: any guidance weight still gives c."""
     model = SinglePointPredictor(SCHEDULE, centres(*[C_POINT] * 11))  # 10 classes + no label, all at c
@@ -103,7 +104,8 @@ def standardised(traj, c=C_POINT):
     return (traj.xt.double() - ab.sqrt() * c.double()) / (1 - ab).sqrt()
 
 
-@pytest.mark.parametrize("sampler,steps,eta", [("ddpm", None, 0.0), ("ddpm", 7, 0.0), ("ddim", 7, 1.0)])
+@pytest.mark.parametrize("sampler,steps,eta", [("ddpm", None, 0.0), ("ddpm", 7, 0.0), ("ddim", 7, 1.0),
+                                               ("dpm++", 7, 1.0), ("dpm++", 7, 0.5)])
 def test_stochastic_samplers_pass_through_the_forward_marginals(sampler, steps, eta):
     n = 4096
     model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
@@ -152,9 +154,11 @@ def test_ddim_eta0_draws_only_x_T_and_ddpm_draws_one_per_step_but_the_last(tiny_
     assert draws_used(shape, **kw)[0] == 1  # deterministic: the output depends on x_T alone
     assert draws_used(shape, eta=0.5, **kw)[0] == 5  # x_T plus one per step, none on the last
     assert draws_used(shape, sampler="ddpm", **kw)[0] == 5
+    assert draws_used(shape, sampler="dpm++", eta=1.0, **kw)[0] == 5
+    assert draws_used(shape, sampler="dpm++", **kw)[0] == 1
 
 
-@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0), ("dpm++", 0.0)])
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0), ("dpm++", 0.0), ("dpm++", 1.0)])
 def test_same_seed_same_samples_other_seed_other_samples(tiny_model, sampler, eta):
     s = Schedule.cosine(20)
     labels = torch.tensor([3, 7])
@@ -175,6 +179,20 @@ def test_ddim_eta1_is_ddpm_on_the_same_steps(tiny_model, steps):
     run = lambda **kw: sample(tiny_model, s, 2, steps=steps, labels=labels, generator=seeded(5), **kw)  # noqa: E731
     torch.testing.assert_close(run(sampler="ddim", eta=1.0), run(sampler="ddpm"), rtol=0, atol=2e-4)  # float32 rounding
     assert not torch.allclose(run(sampler="ddim", eta=0.5), run(sampler="ddpm"), atol=1e-3)
+
+
+def test_dpmpp_sde_is_ddim_eta1_until_its_second_order_term_acts(tiny_model):
+    """SDE-DPM-Solver++(2M) at eta = 1: its first-order step is DDPM's posterior step (= DDIM eta 1), so with the
+    same draws the two agree while the midpoint term is zero: on 2 steps (no previous prediction to extrapolate
+    from) and whenever x0_pred never changes (one-point data); on 5 steps of a real network they differ."""
+    s = Schedule.cosine(20)
+    run = lambda model, steps, **kw: sample(model, s, 2, steps=steps, eta=1.0, clip_x0=False,  # noqa: E731
+                                            generator=seeded(4), **kw)
+    torch.testing.assert_close(run(tiny_model, 2, sampler="dpm++"), run(tiny_model, 2, sampler="ddim"),  # float32 rounding
+                               rtol=1e-4, atol=1e-5)
+    point = SinglePointPredictor(s, centres(C_POINT))
+    torch.testing.assert_close(run(point, 7, sampler="dpm++"), run(point, 7, sampler="ddim"), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(run(tiny_model, 5, sampler="dpm++"), run(tiny_model, 5, sampler="ddim"), atol=1e-3)
 
 
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
@@ -215,7 +233,7 @@ def test_one_step_returns_the_clipped_x0_prediction_from_x_T(tiny_model, sampler
     torch.testing.assert_close(x, x0, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("sampler,eta", [("ddim", 1.0), ("ddpm", 0.0), ("dpm++", 0.0)])
+@pytest.mark.parametrize("sampler,eta", [("ddim", 1.0), ("ddpm", 0.0), ("dpm++", 0.0), ("dpm++", 1.0)])
 def test_no_noise_on_the_last_step(tiny_model, sampler, eta):
     s = Schedule.cosine(20)
     x, traj = sample(tiny_model, s, 2, sampler=sampler, steps=6, eta=eta, generator=seeded(), trajectory=True)
