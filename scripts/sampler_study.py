@@ -41,7 +41,8 @@ def markdown(out: Path) -> str:
         if path.is_file():
             r = json.loads(path.read_text())
             s, real = r["settings"], r["real"]
-            lines.append(f"| {name} | {s['sampler']} | {s['steps']} | {s['eta']} | {s['guidance']} | {s.get('precision', 'fp32')} | "
+            eta = f"- (variance {s.get('variance')})" if s["sampler"] == "ddpm" else s["eta"]
+            lines.append(f"| {name} | {s['sampler']} | {s['steps']} | {eta} | {s['guidance']} | {s.get('precision', 'fp32')} | "
                          + " | ".join(f"{r['model'][k]:.3f}" for k in KEYS) + " |")
     if real:
         lines.append("| real MNIST | - | - | - | - | - | " + " | ".join(f"{real[k]:.3f}" for k in KEYS) + " |")
