@@ -50,6 +50,13 @@ def nonneg_float(s: str) -> float:
     return v
 
 
+def spacing_power(s: str) -> float:
+    v = float(s)
+    if not v >= 1:
+        raise argparse.ArgumentTypeError(f"must be a number >= 1 (1 = evenly spaced steps), got {s}")
+    return v
+
+
 def int_list(s: str) -> tuple:
     return tuple(int(v) for v in s.split(",") if v.strip())
 
@@ -100,6 +107,9 @@ def add_sample(sub):
                         "(dpm++: the SDE solver); ddim at 1 with 50 steps gives the shipped model's best digits "
                         "(model card)")
     p.add_argument("--variance", default="beta_tilde", choices=["beta_tilde", "beta"], help="DDPM variance")
+    p.add_argument("--spacing", type=spacing_power, default=1.0,
+                   help="where the steps sit: t_i = (T-1)(1 - (i/(S-1))^p); 1 evenly spaced (default), 2 denser "
+                        "near t = T, better digits from few stochastic steps (model card)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="the network's arithmetic: bf16/fp16 run it under autocast, faster on GPUs and on CPUs with "
                         "bfloat16 instructions, slightly different digits (default: fp32)")

@@ -36,11 +36,22 @@ class Trajectory(NamedTuple):
     x0_pred: torch.Tensor  # (S, B, C, H, W): the network's predicted x0 at that step
 
 
-def timestep_pairs(T: int, steps: int) -> list[tuple[int, int]]:
-    """Evenly spaced timesteps from T-1 down to 0, paired with the next one; the last pair ends at -1."""
+def timestep_pairs(T: int, steps: int, spacing: float = 1.0) -> list[tuple[int, int]]:
+    """Timesteps from T-1 down to 0, paired with the next one; the last pair ends at -1.
+
+    spacing p >= 1 places step i of S at t_i = (T-1)(1 - (i / (S-1))^p): p = 1 spaces them evenly (DDIM's
+    "linspace"), p = 2 puts more of them near t = T and takes longer strides near t = 0. Rounding to integers
+    keeps them strictly decreasing (a step that would repeat its predecessor's t moves one down)."""
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be between 1 and T={T}, got {steps}")
-    ts = torch.linspace(T - 1, 0, steps).round().long().tolist()
+    if not spacing >= 1:  # also refuses nan
+        raise ValueError(f"spacing must be >= 1 (1 = evenly spaced), got {spacing}")
+    u = torch.linspace(0, 1, steps, dtype=torch.float64)
+    # p = 1 keeps float32 linspace's rounding, so the evenly spaced steps stay the ones every figure used
+    ts = torch.linspace(T - 1, 0, steps) if spacing == 1 else (T - 1) * (1 - u ** spacing)
+    ts = ts.round().long().tolist()
+    for i in range(1, steps):  # stays >= 0: (T-1)/(S-1) >= 1 leaves room for every step below
+        ts[i] = min(ts[i], ts[i - 1] - 1)
     return list(zip(ts, ts[1:] + [-1]))
 
 
@@ -99,10 +110,11 @@ def dpmpp_2m_step(x0_pred, xt, ab, ab_prev, noise, eta=0.0, x0_last=None, h_last
 def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: int | None = None,
            eta: float = 0.0, variance: str = "beta_tilde", labels: torch.Tensor | None = None,
            guidance: float = 0.0, clip_x0: bool = True, generator: torch.Generator | None = None,
-           trajectory=False, device=None, progress: bool = False, precision: str = "fp32"):
+           trajectory=False, device=None, progress: bool = False, precision: str = "fp32", spacing: float = 1.0):
     """Draw n samples in [-1, 1] scale, shape (n, C, H, W).
 
     steps: number of network evaluations (default T for ddpm, 50 for ddim, 20 for dpm++).
+    spacing: where the steps sit (timestep_pairs): 1 evenly spaced (default), 2 denser near t = T.
     eta: noise, DDIM (Song et al. 2021, Eq. 16 scale) and dpm++ (0: the ODE solver, 1: the SDE solver); both are
     DDPM's posterior step at eta = 1 to first order. clip_x0: clamp each x0 prediction to [-1, 1] (and re-derive eps from it).
     trajectory: False, True (record every step) or a collection of timesteps t to record;
@@ -119,7 +131,7 @@ def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: i
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     cfg = model.config
     device = torch.device(device or next(model.parameters()).device)
-    pairs = timestep_pairs(schedule.T, steps or default_steps(sampler, schedule.T))
+    pairs = timestep_pairs(schedule.T, steps or default_steps(sampler, schedule.T), spacing)
     shape = (n, cfg.in_channels, cfg.image_size, cfg.image_size)
     randn = lambda: torch.randn(shape, generator=generator).to(device)  # noqa: E731  CPU draws: same on any device
     ab_table = torch.cat([schedule.alpha_bars, torch.ones(1)]).to(device)  # index -1 -> alpha_bar = 1

@@ -20,6 +20,9 @@ from pathlib import Path
 # name, sample count, extra flags for `evaluate`
 ROWS = [
     # the release bar's rows: unconditional digits through uniformly random labels, DDIM with eta = 1
+    ("rand_ddim20_eta1_s2.5", 10000, ["--steps", "20", "--eta", "1", "--spacing", "2.5", "--label", "random"]),
+    ("rand_ddim20_eta1_s2.5_bf16", 10000, ["--steps", "20", "--eta", "1", "--spacing", "2.5", "--label", "random",
+                                           "--precision", "bf16"]),
     ("rand_ddim20_eta1", 10000, ["--steps", "20", "--eta", "1", "--label", "random"]),
     ("rand_ddim50_eta1", 10000, ["--steps", "50", "--eta", "1", "--label", "random"]),
     ("ddim20", 10000, ["--sampler", "ddim", "--steps", "20"]),

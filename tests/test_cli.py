@@ -166,6 +166,20 @@ def test_python_m_ddpm_lite_runs_in_a_fresh_process(capsys, tiny_ckpts, tmp_path
     assert bad.stderr.startswith("error: checkpoint") and bad.stderr.count("\n") == 1, bad.stderr
 
 
+def test_sample_spacing_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path, monkeypatch):
+    from ddpm_lite import samplers
+    seen = []
+    real = samplers.sample
+    monkeypatch.setattr(samplers, "sample", lambda *a, **kw: seen.append(kw["spacing"]) or real(*a, **kw))
+    for spacing in ("1", "2.5"):
+        code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--n", "2", "--steps", "3",
+                                                    "--spacing", spacing))
+        assert code == 0, err
+    assert seen == [1.0, 2.5]
+    code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--spacing", "0.5"))
+    assert code == 2 and "argument --spacing: must be a number >= 1 (1 = evenly spaced steps), got 0.5" in err
+
+
 def test_sample_precision_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path):
     npy = {}
     for precision in ("fp32", "bf16"):

@@ -46,9 +46,10 @@ def test_ddpm_all_steps_lands_on_the_point(variance, clip_x0):
 @pytest.mark.parametrize("steps", [1, 3, 10, 20])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("clip_x0", [True, False])
-def test_ddim_lands_on_the_point(steps, eta, clip_x0):
+@pytest.mark.parametrize("spacing", [1.0, 2.5])
+def test_ddim_lands_on_the_point(steps, eta, clip_x0, spacing):
     model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
-    x = sample(model, SCHEDULE, 16, steps=steps, eta=eta, clip_x0=clip_x0, generator=seeded())
+    x = sample(model, SCHEDULE, 16, steps=steps, eta=eta, clip_x0=clip_x0, generator=seeded(), spacing=spacing)
     assert len(model.batch_sizes) == steps
     torch.testing.assert_close(x, C_POINT.expand_as(x), rtol=0, atol=landing_tol(steps))
 
@@ -104,13 +105,14 @@ def standardised(traj, c=C_POINT):
     return (traj.xt.double() - ab.sqrt() * c.double()) / (1 - ab).sqrt()
 
 
-@pytest.mark.parametrize("sampler,steps,eta", [("ddpm", None, 0.0), ("ddpm", 7, 0.0), ("ddim", 7, 1.0),
-                                               ("dpm++", 7, 1.0), ("dpm++", 7, 0.5)])
-def test_stochastic_samplers_pass_through_the_forward_marginals(sampler, steps, eta):
+@pytest.mark.parametrize("sampler,steps,eta,spacing", [("ddpm", None, 0.0, 1.0), ("ddpm", 7, 0.0, 1.0),
+                                                       ("ddim", 7, 1.0, 1.0), ("ddim", 7, 1.0, 2.5),
+                                                       ("dpm++", 7, 1.0, 1.0), ("dpm++", 7, 0.5, 1.0)])
+def test_stochastic_samplers_pass_through_the_forward_marginals(sampler, steps, eta, spacing):
     n = 4096
     model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
     _, traj = sample(model, SCHEDULE, n, sampler=sampler, steps=steps, eta=eta, clip_x0=False,
-                     generator=seeded(), trajectory=True)
+                     generator=seeded(), trajectory=True, spacing=spacing)
     z = standardised(traj).reshape(len(traj.timesteps), -1)  # (S, n * 16): N(0, 1) at every step
     m = z.shape[1]
     # x_T ~ N(0, 1) differs from q(x_T | c) by sqrt(alpha_bar_T) c, about 2e-3: inside the allowance
@@ -277,6 +279,38 @@ def test_timestep_pairs_walk_down_from_T_minus_1_to_minus_1(T, steps):
     assert [p for _, p in pairs] == ts[1:] + [-1]
     if steps == T:
         assert ts == list(range(T - 1, -1, -1))
+
+
+@pytest.mark.parametrize("T", [20, 100, 1000])
+@pytest.mark.parametrize("spacing", [1.5, 2.0, 2.5, 7.0])
+def test_spaced_timesteps_are_distinct_start_at_T_and_end_at_0(T, spacing):
+    for steps in range(2, T + 1):  # every count, so rounding collisions near t = T are all met
+        ts = [t for t, _ in timestep_pairs(T, steps, spacing)]
+        assert len(ts) == steps and ts[0] == T - 1 and ts[-1] == 0
+        assert all(a > b for a, b in zip(ts, ts[1:])), (steps, ts)
+    assert [t for t, _ in timestep_pairs(T, T, spacing)] == list(range(T - 1, -1, -1))
+
+
+@pytest.mark.parametrize("spacing", [2.0, 2.5])
+def test_spacing_above_one_crowds_the_steps_near_T(spacing):
+    """t_i = (T-1)(1 - u_i^p) is concave in u for p > 1: the strides (T-1) - t grow as steps go down, and they
+    follow the formula: after a fraction u of the steps, (T-1) u^p of the time has been walked."""
+    ts = [t for t, _ in timestep_pairs(1000, 21, spacing)]
+    strides = [a - b for a, b in zip(ts, ts[1:])]
+    assert all(a <= b for a, b in zip(strides, strides[1:])) and strides[0] < 999 / 20 < strides[-1]
+    assert ts[10] == round(999 * (1 - 0.5 ** spacing))  # halfway through the steps
+
+
+def test_evenly_spaced_steps_keep_float32_linspace_rounding():
+    """spacing = 1 gives exactly the steps every published figure used (float32 linspace, then round)."""
+    for T, steps in [(50, 15), (100, 19), (1000, 20), (1000, 50), (1000, 7)]:
+        assert [t for t, _ in timestep_pairs(T, steps)] == torch.linspace(T - 1, 0, steps).round().long().tolist()
+
+
+@pytest.mark.parametrize("spacing", [0.5, 0.0, float("nan")])
+def test_timestep_pairs_rejects_spacing_below_one(spacing):
+    with pytest.raises(ValueError, match=r"spacing must be >= 1 \(1 = evenly spaced\)"):
+        timestep_pairs(20, 5, spacing)
 
 
 @pytest.mark.parametrize("steps", [0, -1, 21])
