@@ -77,7 +77,9 @@ def markdown(out: Path) -> str:
             row = r[who]
             label = name if who == "model" else "real MNIST"
             eta = str(s["eta"]) if s["sampler"] in ("ddim", "dpm++") else "-"
-            mine = [s["sampler"], str(s["steps"]), eta, labels, str(w)]
+            sampler = s["sampler"] + ("" if s.get("precision", "fp32") == "fp32" else f" ({s['precision']})")
+            steps = str(s["steps"]) + ("" if s.get("spacing", 1.0) == 1.0 else f" (spacing {s['spacing']})")
+            mine = [sampler, steps, eta, labels, str(w)]
             cells = [label, *(mine if who == "model" else ["-"] * len(mine)), str(row["n"])] + \
                 [fmt(f, row[k]) for k, f in KEYS]
             lines.append("| " + " | ".join(cells) + " |")

@@ -23,7 +23,6 @@ ROWS = {
     "d20_eta1_s2.5": ["--steps", "20", "--eta", "1", "--spacing", "2.5"],
     "d20_eta1_s3": ["--steps", "20", "--eta", "1", "--spacing", "3"],
     "d15_eta1_s2.5": ["--steps", "15", "--eta", "1", "--spacing", "2.5"],
-    "d10_eta1_s2.5": ["--steps", "10", "--eta", "1", "--spacing", "2.5"],
     "d50_eta1": ["--steps", "50", "--eta", "1"],
     "d20_w0.15": ["--steps", "20", "--guidance", "0.15"],
     "d20_w0.3": ["--steps", "20", "--guidance", "0.3"],
@@ -47,7 +46,8 @@ def markdown(out: Path) -> str:
             r = json.loads(path.read_text())
             s, real = r["settings"], r["real"]
             eta = f"- (variance {s.get('variance')})" if s["sampler"] == "ddpm" else s["eta"]
-            lines.append(f"| {name} | {s['sampler']} | {s['steps']} | {eta} | {s['guidance']} | {s.get('precision', 'fp32')} | "
+            steps = str(s["steps"]) + ("" if s.get("spacing", 1.0) == 1.0 else f" (spacing {s['spacing']})")
+            lines.append(f"| {name} | {s['sampler']} | {steps} | {eta} | {s['guidance']} | {s.get('precision', 'fp32')} | "
                          + " | ".join(f"{r['model'][k]:.3f}" for k in KEYS) + " |")
     if real:
         lines.append("| real MNIST | - | - | - | - | - | " + " | ".join(f"{real[k]:.3f}" for k in KEYS) + " |")
