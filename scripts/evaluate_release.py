@@ -24,6 +24,10 @@ ROWS = [
     ("rand_ddim20_eta1_s2.5_bf16", 10000, ["--steps", "20", "--eta", "1", "--spacing", "2.5", "--label", "random",
                                            "--precision", "bf16"]),
     ("rand_ddim20_eta1", 10000, ["--steps", "20", "--eta", "1", "--label", "random"]),
+    ("rand_ddim20_eta0.5", 10000, ["--steps", "20", "--eta", "0.5", "--label", "random"]),
+    ("rand_ddim20_eta0.6", 10000, ["--steps", "20", "--eta", "0.6", "--label", "random"]),
+    ("rand_ddim20_eta0.7", 10000, ["--steps", "20", "--eta", "0.7", "--label", "random"]),
+    ("rand_ddim20_eta0.85", 10000, ["--steps", "20", "--eta", "0.85", "--label", "random"]),
     ("rand_ddim50_eta1", 10000, ["--steps", "50", "--eta", "1", "--label", "random"]),
     ("ddim20", 10000, ["--sampler", "ddim", "--steps", "20"]),
     ("cond_w0", 10000, ["--steps", "20", "--conditional", "--guidance", "0"]),  # unconditional via labels 0..9
