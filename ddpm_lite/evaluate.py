@@ -84,8 +84,8 @@ def _generate(model, schedule, labels, args) -> torch.Tensor:
         for i in range(0, args.n, args.batch_size):
             n = min(args.batch_size, args.n - i)
             x = sample(model, schedule, n, sampler=args.sampler, steps=args.steps, eta=args.eta, generator=g,
-                       variance=args.variance, spacing=args.spacing, labels=None if labels is None else labels[i:i + n], guidance=args.guidance,
-                       precision=args.precision)
+                       variance=args.variance, spacing=args.spacing, guidance=args.guidance,
+                       labels=None if labels is None else labels[i:i + n], precision=args.precision)
             out.append(to_uint8(x))  # the same rounding as `sample --npy`, so both routes score alike
             bar.update(n)
     return torch.cat(out)

@@ -116,7 +116,8 @@ def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: i
     steps: number of network evaluations (default T for ddpm, 50 for ddim, 20 for dpm++).
     spacing: where the steps sit (timestep_pairs): 1 evenly spaced (default), 2 denser near t = T.
     eta: noise, DDIM (Song et al. 2021, Eq. 16 scale) and dpm++ (0: the ODE solver, 1: the SDE solver); both are
-    DDPM's posterior step at eta = 1 to first order. clip_x0: clamp each x0 prediction to [-1, 1] (and re-derive eps from it).
+    DDPM's posterior step at eta = 1 to first order.
+    clip_x0: clamp each x0 prediction to [-1, 1] (and re-derive eps from it).
     trajectory: False, True (record every step) or a collection of timesteps t to record;
     when recording, returns (samples, Trajectory).
     generator: a CPU torch.Generator; all noise is drawn from it, so a seed repeats the same samples.

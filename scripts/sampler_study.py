@@ -28,7 +28,6 @@ ROWS = {
     "d20_w0.3": ["--steps", "20", "--guidance", "0.3"],
     "d50_eta1_w0.1": ["--steps", "50", "--eta", "1", "--guidance", "0.1"],
     "d20_bf16": ["--steps", "20", "--precision", "bf16"],
-    "p10_eta1": ["--sampler", "dpm++", "--steps", "10", "--eta", "1"],
     "p15_eta1": ["--sampler", "dpm++", "--steps", "15", "--eta", "1"],
     "p20_eta1": ["--sampler", "dpm++", "--steps", "20", "--eta", "1"],
     "b20": ["--sampler", "ddpm", "--steps", "20", "--variance", "beta"],
@@ -38,7 +37,8 @@ KEYS = ["fid", "precision", "recall", "confident", "conditional_accuracy"]
 
 
 def markdown(out: Path) -> str:
-    lines = ["| row | sampler | steps | eta | guidance w | arithmetic | " + " | ".join(KEYS) + " |", "|" + "---|" * (6 + len(KEYS))]
+    lines = ["| row | sampler | steps | eta | guidance w | arithmetic | " + " | ".join(KEYS) + " |",
+             "|" + "---|" * (6 + len(KEYS))]
     real = None
     for name in ROWS:
         path = out / f"{name}.json"
@@ -47,8 +47,8 @@ def markdown(out: Path) -> str:
             s, real = r["settings"], r["real"]
             eta = f"- (variance {s.get('variance')})" if s["sampler"] == "ddpm" else s["eta"]
             steps = str(s["steps"]) + ("" if s.get("spacing", 1.0) == 1.0 else f" (spacing {s['spacing']})")
-            lines.append(f"| {name} | {s['sampler']} | {steps} | {eta} | {s['guidance']} | {s.get('precision', 'fp32')} | "
-                         + " | ".join(f"{r['model'][k]:.3f}" for k in KEYS) + " |")
+            lines.append(f"| {name} | {s['sampler']} | {steps} | {eta} | {s['guidance']} | "
+                         f"{s.get('precision', 'fp32')} | " + " | ".join(f"{r['model'][k]:.3f}" for k in KEYS) + " |")
     if real:
         lines.append("| real MNIST | - | - | - | - | - | " + " | ".join(f"{real[k]:.3f}" for k in KEYS) + " |")
     return "\n".join(lines) + "\n"

@@ -51,7 +51,8 @@ def test_bad_numbers_are_refused_by_the_parser(capsys, tiny_ckpts, tmp_path, fla
     (("--label", "seven"), "error: --label must be an integer 0..9, 'all' or 'random', got 'seven'"),
     (("--guidance", "2"), "error: --guidance needs --label K, all or random"),
     (("--sampler", "euler"), "error: unknown --sampler 'euler'; choose one of ddpm, ddim, dpm++"),
-    (("--sampler", "ddpm", "--eta", "1"), "error: --eta (the sampler's noise) applies to --sampler ddim or dpm++ only, not ddpm"),
+    (("--sampler", "ddpm", "--eta", "1"),
+     "error: --eta (the sampler's noise) applies to --sampler ddim or dpm++ only, not ddpm"),
 ])
 def test_bad_sample_flags_give_one_line_and_exit_2(capsys, tiny_ckpts, tmp_path, extra, message):
     result = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, *extra))

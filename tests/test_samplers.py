@@ -190,8 +190,8 @@ def test_dpmpp_sde_is_ddim_eta1_until_its_second_order_term_acts(tiny_model):
     s = Schedule.cosine(20)
     run = lambda model, steps, **kw: sample(model, s, 2, steps=steps, eta=1.0, clip_x0=False,  # noqa: E731
                                             generator=seeded(4), **kw)
-    torch.testing.assert_close(run(tiny_model, 2, sampler="dpm++"), run(tiny_model, 2, sampler="ddim"),  # float32 rounding
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(run(tiny_model, 2, sampler="dpm++"), run(tiny_model, 2, sampler="ddim"),
+                               rtol=1e-4, atol=1e-5)  # float32 rounding
     point = SinglePointPredictor(s, centres(C_POINT))
     torch.testing.assert_close(run(point, 7, sampler="dpm++"), run(point, 7, sampler="ddim"), rtol=1e-4, atol=1e-5)
     assert not torch.allclose(run(tiny_model, 5, sampler="dpm++"), run(tiny_model, 5, sampler="ddim"), atol=1e-3)
