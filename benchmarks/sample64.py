@@ -14,7 +14,7 @@ g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
 sample(m, s, 64, steps=2, generator=g())  # warm-up
 # sampler, steps, guidance w, eta, labels
 ROWS = [("ddim", 10, 0, 0, None), ("dpm++", 10, 0, 0, None), ("ddim", 20, 0, 0, None), ("ddim", 50, 0, 0, None),
-        ("ddim", 20, 0, 1, "random"), ("ddim", 50, 0, 1, "random"), ("ddim", 10, 2, 0, "all"),
+        ("ddim", 20, 0, 1, "random"), ("ddim", 20, 0, 0.7, "random"), ("ddim", 50, 0, 1, "random"), ("ddim", 10, 2, 0, "all"),
         ("dpm++", 10, 2, 0, "all"), ("ddim", 20, 2, 0, "all"), ("ddpm", 100, 0, 0, None)]
 for precision in ["fp32"] + (["bf16"] if "--bf16" in sys.argv else []):
     for sampler, steps, w, eta, label in ROWS:
