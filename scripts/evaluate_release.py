@@ -66,6 +66,11 @@ def run_rows(rows, out: Path, jobs: int, checkpoint=None, seed: int = 0) -> None
             job.result()
 
 
+def steps_cell(s: dict) -> str:
+    """The steps column: the count, and the spacing power where it is not the default 1."""
+    return str(s["steps"]) + ("" if s.get("spacing", 1.0) == 1.0 else f" (spacing {s['spacing']})")
+
+
 def markdown(out: Path) -> str:
     fmt = lambda f, v: "-" if v is None else f.format(v)  # noqa: E731
     head = "| row | sampler | steps | eta | labels | guidance w | n | " + " | ".join(k for k, _ in KEYS) + " |"
@@ -83,8 +88,7 @@ def markdown(out: Path) -> str:
             label = name if who == "model" else "real MNIST"
             eta = str(s["eta"]) if s["sampler"] in ("ddim", "dpm++") else "-"
             sampler = s["sampler"] + ("" if s.get("precision", "fp32") == "fp32" else f" ({s['precision']})")
-            steps = str(s["steps"]) + ("" if s.get("spacing", 1.0) == 1.0 else f" (spacing {s['spacing']})")
-            mine = [sampler, steps, eta, labels, str(w)]
+            mine = [sampler, steps_cell(s), eta, labels, str(w)]
             cells = [label, *(mine if who == "model" else ["-"] * len(mine)), str(row["n"])] + \
                 [fmt(f, row[k]) for k, f in KEYS]
             lines.append("| " + " | ".join(cells) + " |")

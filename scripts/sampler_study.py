@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from evaluate_release import run_rows  # the same one-process-per-row runner (this folder is on sys.path)
+from evaluate_release import run_rows, steps_cell  # the same one-process-per-row runner (this folder is on sys.path)
 
 N = 2000
 # name: extra `evaluate` flags (all rows: --label all --n 2000 --seed 0)
@@ -46,8 +46,7 @@ def markdown(out: Path) -> str:
             r = json.loads(path.read_text())
             s, real = r["settings"], r["real"]
             eta = f"- (variance {s.get('variance')})" if s["sampler"] == "ddpm" else s["eta"]
-            steps = str(s["steps"]) + ("" if s.get("spacing", 1.0) == 1.0 else f" (spacing {s['spacing']})")
-            lines.append(f"| {name} | {s['sampler']} | {steps} | {eta} | {s['guidance']} | "
+            lines.append(f"| {name} | {s['sampler']} | {steps_cell(s)} | {eta} | {s['guidance']} | "
                          f"{s.get('precision', 'fp32')} | " + " | ".join(f"{r['model'][k]:.3f}" for k in KEYS) + " |")
     if real:
         lines.append("| real MNIST | - | - | - | - | - | " + " | ".join(f"{real[k]:.3f}" for k in KEYS) + " |")
