@@ -37,6 +37,8 @@ def add_parser(sub):
     p.add_argument("--conditional", action="store_true", help="the same as --label all")
     p.add_argument("--seed", type=int, default=0, help="sampling noise and the real-data subset (default: 0)")
     p.add_argument("--batch-size", type=positive_int, default=250, help="(default: 250)")
+    p.add_argument("--device", default="cpu", help="where the model samples: cpu (default), cuda or mps; the noise is "
+                                                   "drawn on the CPU either way, so a seed gives the same draws")
     p.add_argument("--classifier", default=None, help="default: checkpoints/mnist_classifier.pt")
     p.add_argument("--data-root", default=None, help="folder holding MNIST/ (default: $DDPM_LITE_DATA)")
     p.add_argument("--json", default=None, help="also write the figures as JSON to this file ('-': stdout only)")
@@ -71,7 +73,12 @@ def _check_model(args):
     if args.label and not ckpt["model_config"].get("num_classes"):
         raise UsageError(f"--label {args.label} needs a class-conditional checkpoint; this one was trained "
                          f"without labels")
-    return checkpoint.build(ckpt), check_sample_args(args, ckpt)
+    labels = check_sample_args(args, ckpt)
+    if torch.device(args.device).type == "cuda":
+        # fp32 means fp32: cuDNN's default TF32 convolutions round to 10 mantissa bits, and the first DDIM step
+        # from t = T multiplies rounding errors by 1 / sqrt(alpha_bar) (~20,000 here)
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    return checkpoint.build(ckpt, device=args.device), labels
 
 
 def _generate(model, schedule, labels, args) -> torch.Tensor:
@@ -85,8 +92,9 @@ def _generate(model, schedule, labels, args) -> torch.Tensor:
             n = min(args.batch_size, args.n - i)
             x = sample(model, schedule, n, sampler=args.sampler, steps=args.steps, eta=args.eta, generator=g,
                        variance=args.variance, spacing=args.spacing, guidance=args.guidance,
-                       labels=None if labels is None else labels[i:i + n], precision=args.precision)
-            out.append(to_uint8(x))  # the same rounding as `sample --npy`, so both routes score alike
+                       labels=None if labels is None else labels[i:i + n], precision=args.precision,
+                       device=args.device)
+            out.append(to_uint8(x.cpu()))  # the same rounding as `sample --npy`, so both routes score alike
             bar.update(n)
     return torch.cat(out)
 
@@ -125,7 +133,7 @@ def run(args) -> int:
     if images is None:
         steps = args.steps or default_steps(args.sampler, schedule.T)
         settings.update(sampler=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance,
-                        precision=args.precision, variance=args.variance, spacing=args.spacing)
+                        precision=args.precision, variance=args.variance, spacing=args.spacing, device=args.device)
         images = _generate(model, schedule, labels, args)
     result = {**evaluate(images, labels, classifier, args.seed, args.data_root, args.batch_size), "settings": settings}
     if args.json == "-":
