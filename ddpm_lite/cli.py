@@ -57,6 +57,28 @@ def spacing_power(s: str) -> float:
     return v
 
 
+def device_name(s: str) -> str:
+    """A torch device this machine has: cpu, cuda, cuda:N or mps."""
+    import torch
+    try:
+        device = torch.device(s)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{s!r}: PyTorch sees no CUDA GPU on this machine; use cpu (or, on a machine "
+                                         f"with an NVIDIA GPU, a CUDA build of torch)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{s!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                                         f"numbered from 0")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise argparse.ArgumentTypeError(f"{s!r}: Apple's MPS is not available on this machine; use cpu")
+    return s
+
+
+def train_device(s: str) -> str:
+    return s if s == "auto" else device_name(s)
+
+
 def int_list(s: str) -> tuple:
     return tuple(int(v) for v in s.split(",") if v.strip())
 
@@ -81,7 +103,7 @@ def add_train(sub):
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out_dir, help="run folder: last.pt (resume state) and ema.pt")
     p.add_argument("--ckpt-every", type=positive_int, default=d.ckpt_every)
-    p.add_argument("--device", default=d.device)
+    p.add_argument("--device", type=train_device, default=d.device, help="auto (a GPU if there is one), cpu, cuda or mps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly where it stopped")
     p.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's EMA weights, fresh optimizer")
     p.add_argument("--unconditional", action="store_true", help="no class conditioning")
@@ -121,7 +143,7 @@ def add_sample(sub):
     p.add_argument("--gif", default=None, help="also write a GIF of the reverse process")
     p.add_argument("--npy", default=None, help="also write uint8 samples (N, 28, 28) for evaluation")
     p.add_argument("--nrow", type=positive_int, default=None, help="images per grid row (default: 8, or 10 with --label all)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or mps")
     p.add_argument("--no-progress", action="store_true")
 
 

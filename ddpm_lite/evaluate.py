@@ -16,7 +16,7 @@ from .samplers import default_steps
 
 
 def add_parser(sub):
-    from .cli import nonneg_float, positive_int, spacing_power
+    from .cli import device_name, nonneg_float, positive_int, spacing_power
     p = sub.add_parser("evaluate", help="FID, precision/recall and class scores of samples, beside real MNIST")
     p.add_argument("--checkpoint", default=None, help="model to sample from (default: the shipped one)")
     p.add_argument("--npy", default=None, help="score these uint8 (N, 28, 28) images instead (from `sample --npy`)")
@@ -37,7 +37,7 @@ def add_parser(sub):
     p.add_argument("--conditional", action="store_true", help="the same as --label all")
     p.add_argument("--seed", type=int, default=0, help="sampling noise and the real-data subset (default: 0)")
     p.add_argument("--batch-size", type=positive_int, default=250, help="(default: 250)")
-    p.add_argument("--device", default="cpu", help="where the model samples: cpu (default), cuda or mps; the noise is "
+    p.add_argument("--device", type=device_name, default="cpu", help="where the model samples: cpu (default), cuda or mps; the noise is "
                                                    "drawn on the CPU either way, so a seed gives the same draws")
     p.add_argument("--classifier", default=None, help="default: checkpoints/mnist_classifier.pt")
     p.add_argument("--data-root", default=None, help="folder holding MNIST/ (default: $DDPM_LITE_DATA)")

@@ -192,3 +192,25 @@ def test_sample_precision_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path)
     assert (full != low).any() and np.abs(full - low).mean() < 8  # bf16 rounding: a few grey levels on average
     code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--precision", "fp8"))
     assert code == 2 and "argument --precision: invalid choice: 'fp8'" in err
+
+
+@pytest.mark.parametrize("command", [("sample", "--out", "s.png"), ("evaluate", "--n", "10"), ("train", "--steps", "1")])
+@pytest.mark.parametrize("device,cuda,count,message", [
+    ("gpu", False, 0, "argument --device: 'gpu' is not a device; use cpu, cuda, cuda:N or mps"),
+    ("cuda", False, 0, "argument --device: 'cuda': PyTorch sees no CUDA GPU on this machine; use cpu"),
+    ("cuda:3", True, 1, "argument --device: 'cuda:3': this machine has 1 CUDA device(s), numbered from 0"),
+])
+def test_a_device_this_machine_lacks_is_refused_before_any_work(capsys, monkeypatch, tmp_path, command, device,
+                                                                 cuda, count, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.chdir(tmp_path)  # nothing may be written, no data or checkpoint read
+    assert_usage_error(run_cli(capsys, *command, "--device", device), message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_accepts_auto_and_sample_a_present_device(capsys):
+    from ddpm_lite.cli import build_parser
+    assert build_parser().parse_args(["train"]).device == "auto"
+    assert build_parser().parse_args(["sample", "--device", "cpu"]).device == "cpu"
+    assert build_parser().parse_args(["evaluate", "--device", "meta"]).device == "meta"
