@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from dataclasses import fields
 
-from .train import TrainConfig
+from .train import TrainConfig, mps_available
 from .unet import UNetConfig
 
 
@@ -70,7 +70,7 @@ def device_name(s: str) -> str:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise argparse.ArgumentTypeError(f"{s!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                                          f"numbered from 0")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if device.type == "mps" and not mps_available():
         raise argparse.ArgumentTypeError(f"{s!r}: Apple's MPS is not available on this machine; use cpu")
     return s
 
@@ -103,7 +103,8 @@ def add_train(sub):
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out_dir, help="run folder: last.pt (resume state) and ema.pt")
     p.add_argument("--ckpt-every", type=positive_int, default=d.ckpt_every)
-    p.add_argument("--device", type=train_device, default=d.device, help="auto (a GPU if there is one), cpu, cuda or mps")
+    p.add_argument("--device", type=train_device, default=d.device,
+                   help="auto (a GPU if there is one), cpu, cuda or mps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly where it stopped")
     p.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's EMA weights, fresh optimizer")
     p.add_argument("--unconditional", action="store_true", help="no class conditioning")

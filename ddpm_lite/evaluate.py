@@ -37,8 +37,9 @@ def add_parser(sub):
     p.add_argument("--conditional", action="store_true", help="the same as --label all")
     p.add_argument("--seed", type=int, default=0, help="sampling noise and the real-data subset (default: 0)")
     p.add_argument("--batch-size", type=positive_int, default=250, help="(default: 250)")
-    p.add_argument("--device", type=device_name, default="cpu", help="where the model samples: cpu (default), cuda or mps; the noise is "
-                                                   "drawn on the CPU either way, so a seed gives the same draws")
+    p.add_argument("--device", type=device_name, default="cpu",
+                   help="where the model samples: cpu (default), cuda or mps; the noise is drawn on the CPU either "
+                        "way, so a seed gives the same draws")
     p.add_argument("--classifier", default=None, help="default: checkpoints/mnist_classifier.pt")
     p.add_argument("--data-root", default=None, help="folder holding MNIST/ (default: $DDPM_LITE_DATA)")
     p.add_argument("--json", default=None, help="also write the figures as JSON to this file ('-': stdout only)")

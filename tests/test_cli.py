@@ -194,7 +194,8 @@ def test_sample_precision_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path)
     assert code == 2 and "argument --precision: invalid choice: 'fp8'" in err
 
 
-@pytest.mark.parametrize("command", [("sample", "--out", "s.png"), ("evaluate", "--n", "10"), ("train", "--steps", "1")])
+@pytest.mark.parametrize("command", [("sample", "--out", "s.png"), ("evaluate", "--n", "10"),
+                                     ("train", "--steps", "1")])
 @pytest.mark.parametrize("device,cuda,count,message", [
     ("gpu", False, 0, "argument --device: 'gpu' is not a device; use cpu, cuda, cuda:N or mps"),
     ("cuda", False, 0, "argument --device: 'cuda': PyTorch sees no CUDA GPU on this machine; use cpu"),
@@ -209,7 +210,7 @@ def test_a_device_this_machine_lacks_is_refused_before_any_work(capsys, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_train_accepts_auto_and_sample_a_present_device(capsys):
+def test_train_accepts_auto_and_sample_a_present_device():
     from ddpm_lite.cli import build_parser
     assert build_parser().parse_args(["train"]).device == "auto"
     assert build_parser().parse_args(["sample", "--device", "cpu"]).device == "cpu"
