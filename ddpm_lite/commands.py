@@ -87,8 +87,8 @@ def cmd_sample(args) -> int:
     model, schedule = checkpoint.build(ckpt, device=args.device)
     result = sample(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
                     variance=args.variance, labels=labels, guidance=args.guidance, precision=args.precision,
-                    spacing=args.spacing, generator=torch.Generator().manual_seed(args.seed), trajectory=bool(args.gif),
-                    progress=not args.no_progress)
+                    spacing=args.spacing, eps_scaling=args.eps_scaling, trajectory=bool(args.gif),
+                    generator=torch.Generator().manual_seed(args.seed), progress=not args.no_progress)
     x, traj = result if args.gif else (result, None)
     nrow = args.nrow or (10 if args.label == "all" else 8)
     print(f"wrote {save_grid(x, args.out, nrow=nrow)}")

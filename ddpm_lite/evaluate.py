@@ -16,7 +16,7 @@ from .samplers import default_steps
 
 
 def add_parser(sub):
-    from .cli import device_name, nonneg_float, positive_int, spacing_power
+    from .cli import device_name, nonneg_float, positive_float, positive_int, spacing_power
     p = sub.add_parser("evaluate", help="FID, precision/recall and class scores of samples, beside real MNIST")
     p.add_argument("--checkpoint", default=None, help="model to sample from (default: the shipped one)")
     p.add_argument("--npy", default=None, help="score these uint8 (N, 28, 28) images instead (from `sample --npy`)")
@@ -27,6 +27,8 @@ def add_parser(sub):
     p.add_argument("--variance", default="beta_tilde", choices=["beta_tilde", "beta"], help="DDPM variance")
     p.add_argument("--spacing", type=spacing_power, default=1.0,
                    help="step placement power: 1 evenly spaced (default), 2 denser near t = T (see `sample --help`)")
+    p.add_argument("--eps-scaling", type=positive_float, default=1.0, metavar="LAMBDA",
+                   help="epsilon scaling: sample with eps_theta / LAMBDA; 1 = off (default; see `sample --help`)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="the network's arithmetic while sampling (default: fp32; see `sample --help`)")
     p.add_argument("--guidance", type=nonneg_float, default=0.0, help="classifier-free guidance w; needs --label")
@@ -92,9 +94,9 @@ def _generate(model, schedule, labels, args) -> torch.Tensor:
         for i in range(0, args.n, args.batch_size):
             n = min(args.batch_size, args.n - i)
             x = sample(model, schedule, n, sampler=args.sampler, steps=args.steps, eta=args.eta, generator=g,
-                       variance=args.variance, spacing=args.spacing, guidance=args.guidance,
-                       labels=None if labels is None else labels[i:i + n], precision=args.precision,
-                       device=args.device)
+                       variance=args.variance, spacing=args.spacing, eps_scaling=args.eps_scaling,
+                       guidance=args.guidance, labels=None if labels is None else labels[i:i + n],
+                       precision=args.precision, device=args.device)
             out.append(to_uint8(x.cpu()))  # the same rounding as `sample --npy`, so both routes score alike
             bar.update(n)
     return torch.cat(out)
@@ -134,7 +136,8 @@ def run(args) -> int:
     if images is None:
         steps = args.steps or default_steps(args.sampler, schedule.T)
         settings.update(sampler=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance,
-                        precision=args.precision, variance=args.variance, spacing=args.spacing, device=args.device)
+                        precision=args.precision, variance=args.variance, spacing=args.spacing,
+                        eps_scaling=args.eps_scaling, device=args.device)
         images = _generate(model, schedule, labels, args)
     result = {**evaluate(images, labels, classifier, args.seed, args.data_root, args.batch_size), "settings": settings}
     if args.json == "-":

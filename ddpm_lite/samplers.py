@@ -12,6 +12,10 @@ halves. With very few steps evenly spaced in t it can be worse than DDIM (the mo
 With eta > 0 it solves the reverse SDE instead (SDE-DPM-Solver++(2M), "DPM++ 2M SDE" in k-diffusion and
 diffusers' sde-dpmsolver++): at eta = 1 its first-order step is DDPM's posterior step, i.e. DDIM with eta = 1.
 
+Epsilon scaling (Ning et al. 2024, "Elucidating the exposure bias in diffusion models", ICLR): every sampler
+may use eps_theta / lambda in place of eps_theta, a training-free correction for the gap between the x_t the
+network saw in training and the x_t a few-step sampler feeds it. lambda = 1 is off; the model card measures it.
+
 Classifier-free guidance (Ho & Salimans 2022, Eq. 6): eps = (1 + w) eps(x, y) - w eps(x, no label).
 w = 0 is plain conditional sampling; labels=None is unconditional sampling (w is then ignored).
 """
@@ -110,7 +114,8 @@ def dpmpp_2m_step(x0_pred, xt, ab, ab_prev, noise, eta=0.0, x0_last=None, h_last
 def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: int | None = None,
            eta: float = 0.0, variance: str = "beta_tilde", labels: torch.Tensor | None = None,
            guidance: float = 0.0, clip_x0: bool = True, generator: torch.Generator | None = None,
-           trajectory=False, device=None, progress: bool = False, precision: str = "fp32", spacing: float = 1.0):
+           trajectory=False, device=None, progress: bool = False, precision: str = "fp32", spacing: float = 1.0,
+           eps_scaling: float = 1.0):
     """Draw n samples in [-1, 1] scale, shape (n, C, H, W).
 
     steps: number of network evaluations (default T for ddpm, 50 for ddim, 20 for dpm++).
@@ -118,6 +123,8 @@ def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: i
     eta: noise, DDIM (Song et al. 2021, Eq. 16 scale) and dpm++ (0: the ODE solver, 1: the SDE solver); both are
     DDPM's posterior step at eta = 1 to first order.
     clip_x0: clamp each x0 prediction to [-1, 1] (and re-derive eps from it).
+    eps_scaling: lambda of epsilon scaling, eps_theta / lambda at every step (1 = off); applied to the guided eps,
+    before x0 is predicted and clipped.
     trajectory: False, True (record every step) or a collection of timesteps t to record;
     when recording, returns (samples, Trajectory).
     generator: a CPU torch.Generator; all noise is drawn from it, so a seed repeats the same samples.
@@ -130,6 +137,8 @@ def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: i
         raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if not 0 < eps_scaling < float("inf"):  # also refuses nan
+        raise ValueError(f"eps_scaling must be a positive number (1 = off), got {eps_scaling}")
     cfg = model.config
     device = torch.device(device or next(model.parameters()).device)
     pairs = timestep_pairs(schedule.T, steps or default_steps(sampler, schedule.T), spacing)
@@ -147,7 +156,7 @@ def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: i
         ab, ab_prev = ab_table[t], ab_table[t_prev]
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             eps = guided_eps(model, x, torch.full((n,), t, device=device, dtype=torch.long), labels, guidance)
-        eps = eps.float()
+        eps = eps.float() if eps_scaling == 1 else eps.float() / eps_scaling  # Ning et al. 2024, epsilon scaling
         x0_pred = x0_from_eps(ab, x, eps)
         if clip_x0:  # keep x0 in the data range, then re-derive eps so the update stays consistent
             x0_pred = x0_pred.clamp(-1, 1)

@@ -14,7 +14,7 @@ from pathlib import Path
 from evaluate_release import run_rows, steps_cell  # the same one-process-per-row runner (this folder is on sys.path)
 
 N = 2000
-# name: extra `evaluate` flags (all rows: --label all --n 2000 --seed 0)
+# name: extra `evaluate` flags (all rows: --n 2000 --seed 0 and --label all unless they give --label random)
 ROWS = {
     "d20": ["--steps", "20"],
     "d50": ["--steps", "50"],
@@ -32,13 +32,16 @@ ROWS = {
     "p20_eta1": ["--sampler", "dpm++", "--steps", "20", "--eta", "1"],
     "b20": ["--sampler", "ddpm", "--steps", "20", "--variance", "beta"],
     "b15": ["--sampler", "ddpm", "--steps", "15", "--variance", "beta"],
+    # epsilon scaling (Ning et al. 2024) at the 20-step setting nearest the bar: random labels, eta 0.7
+    **{f"r20_eta0.7_es{lam}": ["--steps", "20", "--eta", "0.7", "--eps-scaling", lam, "--label", "random"]
+       for lam in ("1", "1.01", "0.995", "0.99", "0.98", "0.97")},
 }
 KEYS = ["fid", "precision", "recall", "confident", "conditional_accuracy"]
 
 
 def markdown(out: Path) -> str:
-    lines = ["| row | sampler | steps | eta | guidance w | arithmetic | " + " | ".join(KEYS) + " |",
-             "|" + "---|" * (6 + len(KEYS))]
+    lines = ["| row | sampler | steps | eta | labels | guidance w | eps / lambda | arithmetic | " + " | ".join(KEYS)
+             + " |", "|" + "---|" * (8 + len(KEYS))]
     real = None
     for name in ROWS:
         path = out / f"{name}.json"
@@ -46,10 +49,11 @@ def markdown(out: Path) -> str:
             r = json.loads(path.read_text())
             s, real = r["settings"], r["real"]
             eta = f"- (variance {s.get('variance')})" if s["sampler"] == "ddpm" else s["eta"]
-            lines.append(f"| {name} | {s['sampler']} | {steps_cell(s)} | {eta} | {s['guidance']} | "
-                         f"{s.get('precision', 'fp32')} | " + " | ".join(f"{r['model'][k]:.3f}" for k in KEYS) + " |")
+            lines.append(f"| {name} | {s['sampler']} | {steps_cell(s)} | {eta} | {s.get('labels', 'all')} | "
+                         f"{s['guidance']} | {s.get('eps_scaling', 1.0)} | {s.get('precision', 'fp32')} | "
+                         + " | ".join(f"{r['model'][k]:.3f}" for k in KEYS) + " |")
     if real:
-        lines.append("| real MNIST | - | - | - | - | - | " + " | ".join(f"{real[k]:.3f}" for k in KEYS) + " |")
+        lines.append("| real MNIST | - | - | - | - | - | - | - | " + " | ".join(f"{real[k]:.3f}" for k in KEYS) + " |")
     return "\n".join(lines) + "\n"
 
 

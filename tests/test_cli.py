@@ -181,6 +181,21 @@ def test_sample_spacing_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path, m
     assert code == 2 and "argument --spacing: must be a number >= 1 (1 = evenly spaced steps), got 0.5" in err
 
 
+def test_sample_eps_scaling_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path, monkeypatch):
+    from ddpm_lite import samplers
+    seen = []
+    real = samplers.sample
+    monkeypatch.setattr(samplers, "sample", lambda *a, **kw: seen.append(kw["eps_scaling"]) or real(*a, **kw))
+    for lam in ("1", "0.98"):
+        code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--n", "2", "--steps", "3",
+                                                    "--eps-scaling", lam))
+        assert code == 0, err
+    assert seen == [1.0, 0.98]
+    for bad in ("0", "-0.5", "nan", "inf"):
+        code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--eps-scaling", bad))
+        assert code == 2 and f"argument --eps-scaling: must be a positive number, got {bad}" in err
+
+
 def test_sample_precision_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path):
     npy = {}
     for precision in ("fp32", "bf16"):

@@ -186,7 +186,7 @@ def test_generate_in_batches_matches_one_sample_call(tiny_ckpts):
     from ddpm_lite.samplers import sample
     model, schedule = checkpoint.load_model(tiny_ckpts.cond)
     args = Namespace(n=7, batch_size=3, sampler="ddim", steps=3, eta=0.0, guidance=1.0, seed=5, no_progress=True,
-                     precision="fp32", variance="beta_tilde", spacing=1.0, device="cpu")
+                     precision="fp32", variance="beta_tilde", spacing=1.0, eps_scaling=1.0, device="cpu")
     labels = torch.arange(7) % 10
     x = evaluate_cmd._generate(model, schedule, labels, args)  # batches of 3, 3, 1
     assert x.shape == (7, 1, 28, 28) and x.dtype == torch.uint8
@@ -203,11 +203,12 @@ def test_generate_passes_every_sampler_setting_on(tiny_ckpts, monkeypatch):
     seen = []
     monkeypatch.setattr(samplers, "sample", lambda *a, **kw: seen.append(kw) or torch.zeros(a[2], 1, 28, 28))
     args = Namespace(n=5, batch_size=3, sampler="ddpm", steps=4, eta=0.5, guidance=2.0, seed=1, no_progress=True,
-                     precision="bf16", variance="beta", spacing=2.5, device="meta")
+                     precision="bf16", variance="beta", spacing=2.5, eps_scaling=0.98, device="meta")
     evaluate_cmd._generate(model, schedule, torch.arange(5), args)
     assert [kw["generator"] is seen[0]["generator"] for kw in seen] == [True, True]  # one stream for all batches
     assert {(kw["sampler"], kw["steps"], kw["eta"], kw["guidance"], kw["precision"], kw["variance"], kw["spacing"],
-             kw["device"]) for kw in seen} == {("ddpm", 4, 0.5, 2.0, "bf16", "beta", 2.5, "meta")}
+             kw["eps_scaling"], kw["device"]) for kw in seen} == {("ddpm", 4, 0.5, 2.0, "bf16", "beta", 2.5, 0.98,
+                                                                   "meta")}
 
 
 def test_evaluate_json_to_stdout_replaces_the_table(tmp_path, capsys, monkeypatch):
@@ -269,3 +270,17 @@ def test_evaluate_samples_on_the_device_asked_for_and_records_it(tiny_ckpts, cap
     assert seen["device"] == "meta" and json.loads(capsys.readouterr().out)["settings"]["device"] == "meta"
     assert main(argv) == 0  # the default samples on the CPU
     assert seen["device"] == "cpu" and json.loads(capsys.readouterr().out)["settings"]["device"] == "cpu"
+
+
+def test_evaluate_records_eps_scaling_and_refuses_a_bad_one(tiny_ckpts, capsys, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(evaluate_cmd, "_generate", lambda model, schedule, labels, args: seen.update(
+        lam=args.eps_scaling) or torch.zeros(args.n, 1, 28, 28, dtype=torch.uint8))
+    monkeypatch.setattr(evaluate_cmd, "evaluate", lambda images, *a: {"model": {"n": len(images)}, "real": {}})
+    argv = ["evaluate", "--checkpoint", str(tiny_ckpts.cond), "--n", "12", "--steps", "2", "--json", "-"]
+    for flags, lam in (([], 1.0), (["--eps-scaling", "0.98"], 0.98)):
+        assert main([*argv, *flags]) == 0
+        assert seen["lam"] == lam and json.loads(capsys.readouterr().out)["settings"]["eps_scaling"] == lam
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--eps-scaling", "0"])
+    assert e.value.code == 2 and "argument --eps-scaling: must be a positive number, got 0" in capsys.readouterr().err

@@ -363,3 +363,39 @@ def test_ode_samplers_converge_to_the_exact_flow_for_gaussian_data():
     assert 1.6 < ddim[20] / ddim[40] < 2.5 and 1.6 < ddim[40] / ddim[80] < 2.5  # first order
     assert dpm[20] / dpm[40] > 3.2 and dpm[40] / dpm[80] > 3.2  # second order
     assert dpm[80] < ddim[80] / 2
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.7), ("ddpm", 0.0), ("dpm++", 1.0)])
+def test_eps_scaling_is_sampling_with_the_network_output_divided_by_lambda(tiny_model, sampler, eta):
+    class Divided(torch.nn.Module):  # the network's eps / lambda, as Ning et al. 2024 define epsilon scaling
+        def __init__(self, lam):
+            super().__init__()
+            self.net, self.config, self.lam = tiny_model, tiny_model.config, lam
+
+        def forward(self, x, t, y):
+            return self.net(x, t, y) / self.lam
+    s, labels = Schedule.cosine(20), torch.tensor([3, 7])
+    run = lambda model, **kw: sample(model, s, 2, sampler=sampler, steps=5, eta=eta, labels=labels,  # noqa: E731
+                                     generator=seeded(4), **kw)
+    assert torch.equal(run(tiny_model, eps_scaling=1.0), run(tiny_model))  # 1 = off, bit for bit
+    scaled = run(tiny_model, eps_scaling=0.9)
+    assert torch.equal(scaled, run(Divided(0.9)))
+    assert not torch.allclose(scaled, run(tiny_model), atol=1e-3)
+
+
+def test_eps_scaling_one_step_is_eq_4_solved_for_x0_with_eps_over_lambda(tiny_model):
+    s, lam = Schedule.cosine(20), 0.98
+    x = sample(tiny_model, s, 3, steps=1, eps_scaling=lam, clip_x0=False, generator=seeded(3))
+    x_T = torch.randn(3, 1, 28, 28, generator=seeded(3))
+    with torch.no_grad():
+        eps = tiny_model(x_T, torch.full((3,), s.T - 1), None)
+    ab = s.alpha_bars[-1]
+    x0 = (x_T - (1 - ab).sqrt() * eps / lam) / ab.sqrt()  # Eq. 4 with eps / lambda
+    torch.testing.assert_close(x, x0, rtol=0, atol=landing_tol(1))  # float32 rounding of x_T over sqrt(alpha_bar)
+    assert (x - x0_from_eps(ab, x_T, eps)).abs().mean() > 1000 * landing_tol(1)  # lambda = 1 is far off
+
+
+@pytest.mark.parametrize("lam", [0.0, -1.0, float("nan"), float("inf")])
+def test_sample_rejects_eps_scaling_that_is_not_a_positive_number(tiny_model, lam):
+    with pytest.raises(ValueError, match=r"eps_scaling must be a positive number \(1 = off\), got"):
+        sample(tiny_model, Schedule.cosine(20), 1, steps=2, eps_scaling=lam)
