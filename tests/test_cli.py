@@ -167,33 +167,24 @@ def test_python_m_ddpm_lite_runs_in_a_fresh_process(capsys, tiny_ckpts, tmp_path
     assert bad.stderr.startswith("error: checkpoint") and bad.stderr.count("\n") == 1, bad.stderr
 
 
-def test_sample_spacing_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path, monkeypatch):
+@pytest.mark.parametrize("flag, values, bad, message", [
+    ("--spacing", ("1", "2.5"), ("0.5",), "must be a number >= 1 (1 = evenly spaced steps), got {}"),
+    ("--eps-scaling", ("1", "0.98"), ("0", "-0.5", "nan", "inf"), "must be a positive number, got {}"),
+])
+def test_sample_float_flags_reach_the_sampler_and_bad_ones_are_refused(capsys, tiny_ckpts, tmp_path, monkeypatch,
+                                                                       flag, values, bad, message):
     from ddpm_lite import samplers
-    seen = []
+    seen, key = [], flag[2:].replace("-", "_")
     real = samplers.sample
-    monkeypatch.setattr(samplers, "sample", lambda *a, **kw: seen.append(kw["spacing"]) or real(*a, **kw))
-    for spacing in ("1", "2.5"):
+    monkeypatch.setattr(samplers, "sample", lambda *a, **kw: seen.append(kw[key]) or real(*a, **kw))
+    for value in values:
         code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--n", "2", "--steps", "3",
-                                                    "--spacing", spacing))
+                                                    flag, value))
         assert code == 0, err
-    assert seen == [1.0, 2.5]
-    code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--spacing", "0.5"))
-    assert code == 2 and "argument --spacing: must be a number >= 1 (1 = evenly spaced steps), got 0.5" in err
-
-
-def test_sample_eps_scaling_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path, monkeypatch):
-    from ddpm_lite import samplers
-    seen = []
-    real = samplers.sample
-    monkeypatch.setattr(samplers, "sample", lambda *a, **kw: seen.append(kw["eps_scaling"]) or real(*a, **kw))
-    for lam in ("1", "0.98"):
-        code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--n", "2", "--steps", "3",
-                                                    "--eps-scaling", lam))
-        assert code == 0, err
-    assert seen == [1.0, 0.98]
-    for bad in ("0", "-0.5", "nan", "inf"):
-        code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--eps-scaling", bad))
-        assert code == 2 and f"argument --eps-scaling: must be a positive number, got {bad}" in err
+    assert seen == [float(v) for v in values]
+    for value in bad:
+        code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, flag, value))
+        assert code == 2 and f"argument {flag}: " + message.format(value) in err
 
 
 def test_sample_precision_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path):
