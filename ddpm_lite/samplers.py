@@ -156,7 +156,7 @@ def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: i
         ab, ab_prev = ab_table[t], ab_table[t_prev]
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             eps = guided_eps(model, x, torch.full((n,), t, device=device, dtype=torch.long), labels, guidance)
-        eps = eps.float() if eps_scaling == 1 else eps.float() / eps_scaling  # Ning et al. 2024, epsilon scaling
+        eps = eps.float() / eps_scaling  # Ning et al. 2024, epsilon scaling; dividing by 1 is exact
         x0_pred = x0_from_eps(ab, x, eps)
         if clip_x0:  # keep x0 in the data range, then re-derive eps so the update stays consistent
             x0_pred = x0_pred.clamp(-1, 1)
