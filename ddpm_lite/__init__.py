@@ -1,16 +1,19 @@
 """ddpm-lite: a small, correct, tested DDPM (Ho et al. 2020) for MNIST, with DDIM and classifier-free guidance."""
-from .checkpoint import CheckpointError, load_model
-from .data import DataNotFoundError, load_images, to_model_range, to_uint8, to_unit
+from .checkpoint import load_model
+from .data import load_images, to_model_range, to_uint8, to_unit
 from .diffusion import eps_from_x0, loss, q_posterior, q_sample, q_step, x0_from_eps
-from .samplers import Trajectory, ddim_step, ddpm_step, sample, timestep_pairs
+from .errors import CheckpointError, DataNotFoundError, UsageError
+from .samplers import (SamplerSettings, Trajectory, ddim_step, ddpm_step, resolve_labels, reverse_process, sample,
+                       sample_trajectory, timestep_pairs)
 from .schedule import Schedule, gather
 from .train import TrainConfig, TrainingDiverged, train
 from .unet import UNet, UNetConfig, count_parameters
 
 __version__ = "0.1.0"
 __all__ = [
-    "CheckpointError", "DataNotFoundError", "Schedule", "TrainConfig", "Trajectory", "TrainingDiverged", "UNet",
-    "UNetConfig", "count_parameters", "ddim_step", "ddpm_step", "eps_from_x0", "gather", "load_images",
-    "load_model", "loss", "q_posterior", "q_sample", "q_step", "sample", "timestep_pairs", "to_model_range",
+    "CheckpointError", "DataNotFoundError", "SamplerSettings", "Schedule", "TrainConfig", "Trajectory",
+    "TrainingDiverged", "UNet", "UNetConfig", "UsageError", "count_parameters", "ddim_step", "ddpm_step",
+    "eps_from_x0", "gather", "load_images", "load_model", "loss", "q_posterior", "q_sample", "q_step",
+    "resolve_labels", "reverse_process", "sample", "sample_trajectory", "timestep_pairs", "to_model_range",
     "to_uint8", "to_unit", "train", "x0_from_eps",
 ]

@@ -1,7 +1,6 @@
-"""Speed benchmarks: `python -m ddpm_lite benchmark` runs benchmarks/speed.py (ours against diffusers) and prints
-its tables. Benchmarks report figures and ratios measured in the same run; they never assert times.
+"""Measuring helpers, so that `python -m ddpm_lite benchmark` (speed.py) and every script in benchmarks/ measure the
+same way. Benchmarks report figures and ratios measured in the same run; they never assert times.
 
-The measuring helpers live here so that every script in benchmarks/ measures the same way:
 - time: `measure` calls each contender once to warm up, then `repeat` times, round-robin, so a burst of load on a
   shared machine hits all of them alike; it keeps the least disturbed (minimum) wall time and process CPU time.
 - FLOPs: torch.utils.flop_counter.FlopCounterMode, which counts convolutions and matrix products only.
@@ -19,8 +18,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-
-SUITE = Path(__file__).resolve().parent.parent / "benchmarks" / "speed.py"
 
 
 class Timing(NamedTuple):
@@ -100,60 +97,3 @@ def format_table(headers: list, rows: list) -> str:
     def line(row):
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
     return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]])
-
-
-def int_tuple(s: str) -> tuple:
-    return tuple(int(v) for v in s.split(",") if v.strip())
-
-
-def add_options(p) -> None:
-    """The suite's flags, shared by `python -m ddpm_lite benchmark` and `python benchmarks/speed.py`."""
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                   help="torch threads (default: all cores; use 1 on a machine busy with other work)")
-    p.add_argument("--n", type=int, default=64, help="digits per sampling run and forward batch (default: 64)")
-    p.add_argument("--batch", type=int, default=128, help="training batch size (default: 128)")
-    p.add_argument("--repeat", type=int, default=3, help="timed repeats of each short measurement (default: 3)")
-    p.add_argument("--ddim-steps", type=int_tuple, default=(50, 20, 10), help="default: 50,20,10")
-    p.add_argument("--ddpm-prefix", type=int, default=10,
-                   help="DDPM 1000 steps is extrapolated from this many measured steps (default: 10)")
-    p.add_argument("--guidance", type=float, default=2.0, help="guidance weight w of the guided rows (default: 2)")
-    p.add_argument("--diffusers-widths", type=int_tuple, default=None,
-                   help="UNet2DModel block_out_channels (default: the widths that match our parameter count)")
-    p.add_argument("--only", default="train,sample,efficiency", help="sections to run (default: all three)")
-    p.add_argument("--no-diffusers", action="store_true", help="measure ours only")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    p.add_argument("--smoke", action="store_true", help="tiny model and sizes: checks the code runs, measures nothing")
-
-
-def add_parser(sub):
-    p = sub.add_parser("benchmark", help="speed against diffusers: training, sampling latency, share of machine peak")
-    add_options(p)
-    p.set_defaults(func=run)
-
-
-def load_suite():
-    """benchmarks/speed.py of the source checkout (it is not part of the installed package)."""
-    import importlib.util
-    from .cli import UsageError
-    if not SUITE.is_file():
-        raise UsageError(f"the benchmark suite {SUITE} is missing: it ships with the source repository, not the "
-                         f"package; run `python -m ddpm_lite benchmark` from a clone of the repository")
-    spec = importlib.util.spec_from_file_location("ddpm_lite_benchmarks_speed", SUITE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run(args) -> int:
-    return load_suite().main(args)
-
-
-def check_options(args) -> None:
-    from .cli import UsageError
-    if args.threads < 1 or args.n < 1 or args.batch < 1 or args.repeat < 1 or args.ddpm_prefix < 1:
-        raise UsageError("--threads, --n, --batch, --repeat and --ddpm-prefix must be positive integers")
-    if not args.ddim_steps or not all(1 <= s <= 1000 for s in args.ddim_steps):
-        raise UsageError(f"--ddim-steps must be numbers of steps between 1 and 1000, got {args.ddim_steps}")
-    unknown = set(args.only.split(",")) - {"train", "sample", "efficiency"}
-    if unknown:
-        raise UsageError(f"unknown --only section(s) {', '.join(sorted(unknown))}; choose from train,sample,efficiency")

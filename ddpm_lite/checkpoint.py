@@ -1,8 +1,9 @@
 """Checkpoints: one plain dict that rebuilds model and schedule, written atomically, read with weights_only.
 
 Layout: {"format": "ddpm-lite", "version": 1, "model_config": {...}, "schedule": {"kind", "T"},
-"ema": state_dict, and for training checkpoints "model", "optimizer", "step", "rng", "train_config",
-"history"}. A release export keeps only the EMA weights. Whole modules are never pickled.
+"ema": state_dict, optionally "sampling" (the SamplerSettings it recommends), and for training checkpoints
+"model", "optimizer", "step", "rng", "train_config", "history"}. A release export keeps only the EMA weights.
+Whole modules are never pickled. `read` is the one safe loader for every file ddpm-lite writes or ships.
 """
 from __future__ import annotations
 
@@ -14,20 +15,28 @@ from pathlib import Path
 
 import torch
 
+from .errors import CheckpointError
+from .samplers import SamplerSettings
 from .schedule import Schedule
 from .unet import UNet, UNetConfig
 
 FORMAT, VERSION = "ddpm-lite", 1
-RELEASE = Path(__file__).resolve().parent.parent / "checkpoints" / "ddpm_mnist.pt"
+RELEASE_NAME, CLASSIFIER_NAME = "ddpm_mnist.pt", "mnist_classifier.pt"
 
 
-class CheckpointError(RuntimeError):
-    pass
+def shipped(name: str) -> Path:
+    """A file shipped with the package (ddpm_lite.weights: the repository's checkpoints/ folder)."""
+    try:
+        from . import weights  # only where it is asked for: a bare source tree on sys.path has no such package
+        return Path(weights.__file__).parent / name
+    except ImportError:
+        raise CheckpointError(f"the shipped file {name} is not installed with ddpm_lite; install the package "
+                              f"(pip install . or pip install -e .) or pass a checkpoint path") from None
 
 
 def default_checkpoint() -> Path:
     """The shipped release checkpoint (or DDPM_LITE_CHECKPOINT)."""
-    return Path(os.environ.get("DDPM_LITE_CHECKPOINT") or RELEASE)
+    return Path(os.environ.get("DDPM_LITE_CHECKPOINT") or shipped(RELEASE_NAME))
 
 
 def save(payload: dict, path) -> Path:
@@ -48,36 +57,73 @@ def save(payload: dict, path) -> Path:
     return path
 
 
-def load(path, map_location="cpu") -> dict:
-    """Read a ddpm-lite checkpoint safely (weights_only=True), with one clear error for each way it fails."""
+def read(path, fmt: str = FORMAT, what: str = "checkpoint", fix: str = "export one with `python -m ddpm_lite "
+         "export`", map_location="cpu") -> dict:
+    """Read a file ddpm-lite wrote, safely (weights_only=True), checking its format tag and that its tensors are
+    finite; one clear CheckpointError for each way it can fail."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; train one with `python -m ddpm_lite train` "
-                              f"or pass --checkpoint PATH")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        why = next((ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln), "pickled objects")
-        raise CheckpointError(f"{path} holds Python objects that a safe load refuses ({why}); "
-                              f"only trusted ddpm-lite checkpoints of plain tensors and dicts can be read") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0]  # an empty file raises EOFError with no message
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {first}); "
-                              f"re-download or re-export it") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a ddpm-lite checkpoint (no format tag {FORMAT!r}); "
-                              f"export one with `python -m ddpm_lite export`")
+        raise CheckpointError(f"{what} {path} does not exist; {fix} or pass the path of one")
+    ckpt = _torch_load(path, what, map_location)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a ddpm-lite {what} (no format tag {fmt!r}); {fix}")
     if ckpt.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} has format version {ckpt['version']}, newer than this ddpm-lite "
                               f"reads ({VERSION}); upgrade ddpm-lite")
+    _check_finite(ckpt, path)
     return ckpt
 
 
+def _torch_load(path: Path, what: str, map_location):
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise CheckpointError(f"{path} is not a {what} at all (not a PyTorch file, or cut short); pass a file "
+                              f"written by ddpm-lite, or re-download it")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        why = next((ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln), None)
+        if why is None:
+            raise CheckpointError(f"{path} is not a readable {what} ({str(e).splitlines()[0]})") from None
+        raise CheckpointError(f"{path} holds Python objects that a safe load refuses ({why}); "
+                              f"only trusted ddpm-lite files of plain tensors and dicts can be read") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]  # an empty file raises EOFError with no message
+        raise CheckpointError(f"{path} is not a readable {what} (truncated or corrupt: {first}); "
+                              f"re-download or re-export it") from None
+
+
+def _check_finite(tree, path, where: str = "") -> None:
+    """Refuse NaN or infinite weights: they would draw pictures of nothing, silently."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            _check_finite(value, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(tree, torch.Tensor) and tree.is_floating_point() and not torch.isfinite(tree).all():
+        raise CheckpointError(f"{path} holds non-finite values (NaN or inf) in {where}; the run that wrote it "
+                              f"diverged: use an earlier checkpoint or retrain with a lower --lr")
+
+
+def load(path, map_location="cpu") -> dict:
+    """Read a ddpm-lite model checkpoint (release export or training state) with `read`."""
+    return read(path, FORMAT, "checkpoint", "train one with `python -m ddpm_lite train`", map_location)
+
+
 def build(ckpt: dict, weights: str = "ema", device="cpu"):
-    """(model in eval mode, schedule) from a loaded checkpoint; weights is "ema" or "model"."""
+    """(model in eval mode, schedule) from a loaded checkpoint; weights is "ema" or "model".
+
+    The model carries the checkpoint's recommended sampling settings as model.sampling (SamplerSettings), which
+    sample() uses for every setting its caller leaves out."""
     model = UNet(UNetConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt[weights] if weights in ckpt else ckpt["ema"])
+    model.sampling = sampling_settings(ckpt)
     return model.to(device).eval(), Schedule.from_dict(ckpt["schedule"])
+
+
+def sampling_settings(ckpt: dict) -> SamplerSettings:
+    """The checkpoint's recommended SamplerSettings (plain defaults when it has none)."""
+    try:
+        return SamplerSettings.from_dict(ckpt.get("sampling") or {})
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"the checkpoint's sampling settings are not valid ({e}); re-export it") from None
 
 
 def load_model(path=None, device="cpu", weights: str = "ema"):
@@ -99,11 +145,11 @@ def training_history(ckpt: dict, earlier=None) -> tuple[list, int]:
     return record["history"] + [[row[0] + start, *row[1:]] for row in history], start
 
 
-RELEASE_STAGE1 = RELEASE.parent / "history_stage1.json"  # the release was fine-tuned from this run (--init)
-
-
-def export_ema(src, dst, keep=("history", "train_config", "step")) -> Path:
-    """A small release file: EMA weights, configs and training metadata, no optimizer or raw weights."""
+def export_ema(src, dst, keep=("history", "train_config", "step", "sampling"), sampling=None) -> Path:
+    """A small release file: EMA weights, configs and training metadata, no optimizer or raw weights.
+    sampling: SamplerSettings to recommend in it (default: the source's own, if any)."""
     ckpt = load(src)
     payload = {k: ckpt[k] for k in ("model_config", "schedule", "ema", *keep) if k in ckpt}
+    if sampling is not None:
+        payload["sampling"] = sampling.to_dict()
     return save(payload, dst)

@@ -3,27 +3,23 @@
 Inception-v3 features (Heusel et al. 2017) describe natural photographs, not 28x28 digits, so ddpm-lite
 measures samples with its own CNN. It reads the model range [-1, 1], the same as generated samples, and
 its 128-dim penultimate layer is the feature space for the Frechet distance. The shipped weights
-(checkpoints/mnist_classifier.pt) come from `python -m ddpm_lite train-classifier`; the exact command
+(mnist_classifier.pt, shipped in ddpm_lite.weights) come from `python -m ddpm_lite train-classifier`; the exact command
 and the measured test accuracy are stored in the file.
 """
 from __future__ import annotations
 
 import math
-import pickle
 import time
-import zipfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, save
+from .checkpoint import CLASSIFIER_NAME, read, shipped
 from .data import load_images, to_model_range
 
 FORMAT, VERSION = "ddpm-lite-classifier", 1
-SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "mnist_classifier.pt"
 
 
 @dataclass(frozen=True)
@@ -116,60 +112,12 @@ def train_classifier(epochs: int = 3, batch_size: int = 128, lr: float = 2e-3, s
                       "torch": str(torch.__version__)}}  # str(): a TorchVersion object would need unpickling
 
 
-def _read(path: Path) -> dict:
-    """torch.load(weights_only=True) with one clear error for each way a file can be wrong."""
-    if not path.is_file():
-        raise CheckpointError(f"classifier {path} does not exist; train one with "
-                              f"`python -m ddpm_lite train-classifier --out {path}` or pass --classifier PATH")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        why = next((ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln), None)
-        if why:
-            raise CheckpointError(f"{path} holds Python objects that a safe load refuses ({why})") from None
-        raise CheckpointError(f"{path} is not a readable checkpoint ({str(e).splitlines()[0]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a ddpm-lite classifier (no format tag {FORMAT!r}); "
-                              f"train one with `python -m ddpm_lite train-classifier`")
-    return ckpt
-
-
 def load_classifier(path=None, device="cpu") -> Classifier:
-    """The classifier in eval mode (default: the shipped checkpoints/mnist_classifier.pt)."""
-    ckpt = _read(Path(path or SHIPPED))
+    """The classifier in eval mode (default: the shipped mnist_classifier.pt)."""
+    ckpt = read(path or shipped(CLASSIFIER_NAME), FORMAT, "classifier",
+                "train one with `python -m ddpm_lite train-classifier`")
     cfg = ClassifierConfig(**{**ckpt["config"], "channels": tuple(ckpt["config"]["channels"])})
     model = Classifier(cfg)
     model.load_state_dict(ckpt["state_dict"])
     model.test_accuracy = ckpt.get("test_accuracy")
     return model.to(device).eval()
-
-
-def add_parser(sub):
-    from .cli import positive_int
-    p = sub.add_parser("train-classifier", help="train the MNIST classifier that `evaluate` measures samples with")
-    p.add_argument("--epochs", type=positive_int, default=3, help="(default: 3)")
-    p.add_argument("--batch-size", type=positive_int, default=128, help="(default: 128)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak of the one-cycle learning rate (default: 0.002)")
-    p.add_argument("--max-shift", type=float, default=2.0, help="augmentation: random shifts up to this many pixels "
-                   "(default: 2)")
-    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
-    p.add_argument("--data-root", default=None, help="folder holding MNIST/ (default: $DDPM_LITE_DATA)")
-    p.add_argument("--out", default="checkpoints/mnist_classifier.pt", help="(default: %(default)s)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run)
-
-
-def run(args) -> int:
-    from .cli import UsageError
-    if not args.lr > 0:
-        raise UsageError(f"--lr must be positive, got {args.lr}")
-    if not 0 <= args.max_shift <= 14:
-        raise UsageError(f"--max-shift must be between 0 and 14 pixels, got {args.max_shift}")
-    ckpt = train_classifier(args.epochs, args.batch_size, args.lr, args.seed, args.max_shift, args.data_root,
-                            progress=not args.no_progress)
-    ckpt["command"] = (f"python -m ddpm_lite train-classifier --epochs {args.epochs} --batch-size {args.batch_size} "
-                       f"--lr {args.lr} --max-shift {args.max_shift} --seed {args.seed} --out {args.out}")
-    save(ckpt, args.out)
-    print(f"test accuracy {ckpt['test_accuracy']:.4f} on the 10,000 MNIST test digits after "
-          f"{ckpt['train']['seconds']:.0f} s; wrote {args.out}")
-    return 0

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import torch
 
+from .errors import DataNotFoundError
+
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "folder")
 DEFAULT_ROOT = Path.home() / ".cache" / "ddpm_lite" / "data"
-
-
-class DataNotFoundError(RuntimeError):
-    pass
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

@@ -21,6 +21,7 @@ w = 0 is plain conditional sampling; labels=None is unconditional sampling (w is
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields, replace
 from typing import NamedTuple
 
 import torch
@@ -32,12 +33,15 @@ SAMPLERS = ("ddpm", "ddim", "dpm++")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # the network's passes only
 DEFAULT_STEPS = {"ddim": 50, "dpm++": 20}  # ddpm: all T steps
 VARIANCES = ("beta_tilde", "beta")
+DEFAULT_LABELS = (None, "random")  # SamplerSettings.labels
+LABEL_CHOICES = ("all", "random", "none")  # besides a digit 0..K-1
 
 
 class Trajectory(NamedTuple):
     timesteps: list  # the t of each recorded step (code index, 0..T-1)
     xt: torch.Tensor  # (S, B, C, H, W): x_t fed to the network at that step
     x0_pred: torch.Tensor  # (S, B, C, H, W): the network's predicted x0 at that step
+    x: torch.Tensor  # (B, C, H, W): the final samples
 
 
 def timestep_pairs(T: int, steps: int, spacing: float = 1.0) -> list[tuple[int, int]]:
@@ -110,71 +114,216 @@ def dpmpp_2m_step(x0_pred, xt, ab, ab_prev, noise, eta=0.0, x0_last=None, h_last
     return x, h
 
 
-@torch.inference_mode()
-def sample(model, schedule: Schedule, n: int, *, sampler: str = "ddim", steps: int | None = None,
-           eta: float = 0.0, variance: str = "beta_tilde", labels: torch.Tensor | None = None,
-           guidance: float = 0.0, clip_x0: bool = True, generator: torch.Generator | None = None,
-           trajectory=False, device=None, progress: bool = False, precision: str = "fp32", spacing: float = 1.0,
-           eps_scaling: float = 1.0):
-    """Draw n samples in [-1, 1] scale, shape (n, C, H, W).
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How to sample: the sampler and its knobs. A checkpoint may carry the ones it recommends ("sampling").
 
-    steps: number of network evaluations (default T for ddpm, 50 for ddim, 20 for dpm++).
-    spacing: where the steps sit (timestep_pairs): 1 evenly spaced (default), 2 denser near t = T.
-    eta: noise, DDIM (Song et al. 2021, Eq. 16 scale) and dpm++ (0: the ODE solver, 1: the SDE solver); both are
-    DDPM's posterior step at eta = 1 to first order.
-    clip_x0: clamp each x0 prediction to [-1, 1] (and re-derive eps from it).
-    eps_scaling: lambda of epsilon scaling, eps_theta / lambda at every step (1 = off); applied to the guided eps,
-    before x0 is predicted and clipped.
-    trajectory: False, True (record every step) or a collection of timesteps t to record;
-    when recording, returns (samples, Trajectory).
-    generator: a CPU torch.Generator; all noise is drawn from it, so a seed repeats the same samples.
-    precision: "fp32", or "bf16" / "fp16" to run the network under torch.autocast (faster on GPUs and on CPUs
-    with bfloat16 instructions; slightly different digits). The sampler's own arithmetic always stays float32.
+    labels says how labels are chosen when the caller gives none: "random" (a uniformly drawn digit each, i.e.
+    p(x) = sum_y p(y) p(x | y)) or None (the model's "no label" path, or an unconditional model).
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if variance not in VARIANCES:
-        raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if not 0 < eps_scaling < float("inf"):  # also refuses nan
-        raise ValueError(f"eps_scaling must be a positive number (1 = off), got {eps_scaling}")
-    cfg = model.config
-    device = torch.device(device or next(model.parameters()).device)
-    pairs = timestep_pairs(schedule.T, steps or default_steps(sampler, schedule.T), spacing)
-    shape = (n, cfg.in_channels, cfg.image_size, cfg.image_size)
-    randn = lambda: torch.randn(shape, generator=generator).to(device)  # noqa: E731  CPU draws: same on any device
+    sampler: str = "ddim"
+    steps: int | None = None  # network evaluations; None: DEFAULT_STEPS, or T for ddpm
+    eta: float = 0.0  # ddim / dpm++ noise: 0 deterministic, 1 DDPM's posterior on the strided steps
+    variance: str = "beta_tilde"  # ddpm: beta_tilde (Eq. 7) or beta
+    spacing: float = 1.0  # timestep_pairs' power: 1 evenly spaced
+    eps_scaling: float = 1.0  # Ning et al. 2024: eps_theta / lambda; 1 = off
+    guidance: float = 0.0  # classifier-free guidance w
+    labels: str | None = None  # "random" or None, used when sample() is given no labels
+    precision: str = "fp32"  # the network's arithmetic: fp32, or bf16 / fp16 under autocast
+    clip_x0: bool = True  # clamp each x0 prediction to [-1, 1] and re-derive eps
+
+    def __post_init__(self):
+        for name, allowed in (("sampler", SAMPLERS), ("variance", VARIANCES), ("precision", tuple(PRECISIONS)),
+                              ("labels", DEFAULT_LABELS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of "
+                                 f"{', '.join(map(str, allowed))}")
+        if self.steps is not None and not (isinstance(self.steps, int) and self.steps >= 1):
+            raise ValueError(f"steps must be a positive integer (or None for the sampler's default), got {self.steps}")
+        if not 0 <= self.eta < float("inf"):  # also refuses nan
+            raise ValueError(f"eta must be a number >= 0, got {self.eta}")
+        if not 0 < self.eps_scaling < float("inf"):
+            raise ValueError(f"eps_scaling must be a positive number (1 = off), got {self.eps_scaling}")
+        if not 0 <= self.guidance < float("inf"):
+            raise ValueError(f"guidance must be a number >= 0, got {self.guidance}")
+        if not self.spacing >= 1:
+            raise ValueError(f"spacing must be >= 1 (1 = evenly spaced), got {self.spacing}")
+
+    def with_overrides(self, **given) -> "SamplerSettings":
+        """These settings with the given ones replaced (None values are ignored). Asking for another sampler than
+        these settings' own starts its knobs (steps, eta, variance, spacing, eps_scaling) from the plain
+        defaults, since they were chosen for this sampler; labels, guidance, precision and clipping carry over."""
+        given = {k: v for k, v in given.items() if v is not None}
+        unknown = set(given) - {f.name for f in fields(self)}
+        if unknown:
+            raise TypeError(f"unknown sampling setting(s) {', '.join(sorted(unknown))}; "
+                            f"known: {', '.join(f.name for f in fields(self))}")
+        base = self
+        if given.get("sampler", self.sampler) != self.sampler:
+            base = replace(self, **{k: getattr(SamplerSettings, k) for k in SAMPLER_KNOBS})
+        return replace(base, **given)
+
+    def resolved_steps(self, T: int) -> int:
+        return self.steps or default_steps(self.sampler, T)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "SamplerSettings":
+        return SamplerSettings().with_overrides(**d)
+
+
+SAMPLER_KNOBS = ("steps", "eta", "variance", "spacing", "eps_scaling")
+
+
+def settings_of(model) -> SamplerSettings:
+    """The settings a model came with (checkpoint.build attaches them as model.sampling), else the plain ones."""
+    return getattr(model, "sampling", None) or SamplerSettings()
+
+
+def resolve_labels(spec, n: int, num_classes: int | None, seed: int | None = None) -> torch.Tensor | None:
+    """Labels for n samples from a spec: a tensor or list of n labels, an int (every sample), "all" (0..K-1 in
+    turn), "random" (uniform; drawn from a generator seeded with `seed`, apart from the sampling noise) or
+    "none" / None (the "no label" path)."""
+    if spec is None or (isinstance(spec, str) and spec == "none"):
+        return None
+    if not num_classes:
+        raise ValueError(f"labels {spec!r} given but the model is unconditional (trained without labels)")
+    if isinstance(spec, str):
+        if spec not in LABEL_CHOICES:
+            raise ValueError(f"labels must be label numbers or one of {', '.join(LABEL_CHOICES)}, got {spec!r}")
+        if spec == "all":
+            return torch.arange(n) % num_classes
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        return torch.randint(0, num_classes, (n,), generator=g)
+    labels = torch.as_tensor(spec, dtype=torch.long)
+    labels = labels.expand(n).clone() if labels.dim() == 0 else labels
+    if labels.shape != (n,):
+        raise ValueError(f"labels must be one per sample, shape ({n},), got {tuple(labels.shape)}")
+    if labels.min() < 0 or labels.max() > num_classes:  # num_classes itself is the "no label" class
+        raise ValueError(f"labels must be between 0 and {num_classes - 1} (or {num_classes}, \"no label\"), got "
+                         f"{labels.min()}..{labels.max()}")
+    return labels
+
+
+def _step(s: SamplerSettings, x0_pred, x, eps, ab, ab_prev, noise, t_prev, last):
+    """One update x_t -> x_{t_prev} of sampler s; returns (x_prev, dpm++'s (x0_pred, h) memory)."""
+    if s.sampler == "ddpm":
+        return ddpm_step(x0_pred, x, eps, ab, ab_prev, noise, s.variance), last
+    if s.sampler == "dpm++":
+        x, h = dpmpp_2m_step(x0_pred, x, ab, ab_prev, noise, s.eta, *last) if t_prev >= 0 else (x0_pred, None)
+        return x, (x0_pred, h)
+    return ddim_step(x0_pred, x, eps, ab, ab_prev, noise, s.eta), last
+
+
+def _predict(model, s: SamplerSettings, x, t: int, ab, labels):
+    """(eps, x0_pred) at step t: guided, scaled by 1 / lambda, x0 clipped and eps re-derived from it."""
+    dtype = PRECISIONS[s.precision]
+    with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        eps = guided_eps(model, x, torch.full((len(x),), t, device=x.device, dtype=torch.long), labels, s.guidance)
+    eps = eps.float() / s.eps_scaling  # Ning et al. 2024, epsilon scaling; dividing by 1 is exact
+    x0_pred = x0_from_eps(ab, x, eps)
+    if s.clip_x0:  # keep x0 in the data range, then re-derive eps so the update stays consistent
+        x0_pred = x0_pred.clamp(-1, 1)
+        eps = eps_from_x0(ab, x, x0_pred)
+    return eps, x0_pred
+
+
+@torch.inference_mode()
+def reverse_process(model, schedule: Schedule, x: torch.Tensor, pairs, settings: SamplerSettings, *, labels=None,
+                    generator=None, observe=None, after_step=None, progress: bool = False) -> torch.Tensor:
+    """Run the reverse process from x (at timestep pairs[0][0]) along `pairs` of (t, t_prev); return the result.
+
+    Noise is drawn on the CPU from `generator` (a seed gives the same draws on any device), none on the last step.
+    observe(t, x_t, x0_pred) sees every step; after_step(t_prev, x) may replace each step's result (e.g. the known
+    pixels of an inpainting)."""
+    device, s = x.device, settings
     ab_table = torch.cat([schedule.alpha_bars, torch.ones(1)]).to(device)  # index -1 -> alpha_bar = 1
     labels = labels.to(device) if labels is not None else None
-    x, record, last = randn(), [], (None, None)  # last: dpm++'s previous (x0_pred, h)
-    dtype = PRECISIONS[precision]
-    pairs_iter = pairs
     if progress:
         from tqdm.auto import tqdm
-        pairs_iter = tqdm(pairs, desc=f"{sampler} {len(pairs)} steps")
-    for t, t_prev in pairs_iter:
+        pairs = tqdm(pairs, desc=f"{s.sampler} {len(pairs)} steps")
+    last = (None, None)  # dpm++'s previous (x0_pred, h)
+    for t, t_prev in pairs:
         ab, ab_prev = ab_table[t], ab_table[t_prev]
-        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            eps = guided_eps(model, x, torch.full((n,), t, device=device, dtype=torch.long), labels, guidance)
-        eps = eps.float() / eps_scaling  # Ning et al. 2024, epsilon scaling; dividing by 1 is exact
-        x0_pred = x0_from_eps(ab, x, eps)
-        if clip_x0:  # keep x0 in the data range, then re-derive eps so the update stays consistent
-            x0_pred = x0_pred.clamp(-1, 1)
-            eps = eps_from_x0(ab, x, x0_pred)
-        if trajectory is True or (trajectory and t in trajectory):
-            record.append((t, x, x0_pred))
-        stochastic = t_prev >= 0 and (sampler == "ddpm" or eta > 0)  # no noise on the last step
-        noise = randn() if stochastic else torch.zeros_like(x)
-        if sampler == "ddpm":
-            x = ddpm_step(x0_pred, x, eps, ab, ab_prev, noise, variance)
-        elif sampler == "dpm++":
-            x, h = dpmpp_2m_step(x0_pred, x, ab, ab_prev, noise, eta, *last) if t_prev >= 0 else (x0_pred, None)
-            last = (x0_pred, h)
-        else:
-            x = ddim_step(x0_pred, x, eps, ab, ab_prev, noise, eta)
-    if trajectory is False or trajectory is None:  # an empty collection still returns an (empty) Trajectory
-        return x
-    if not record:
-        return x, Trajectory([], x.new_empty(0, *shape), x.new_empty(0, *shape))  # (0, B, C, H, W)
-    ts, xts, x0s = zip(*record)
-    return x, Trajectory(list(ts), torch.stack(xts), torch.stack(x0s))
+        eps, x0_pred = _predict(model, s, x, t, ab, labels)
+        if observe is not None:
+            observe(t, x, x0_pred)
+        stochastic = t_prev >= 0 and (s.sampler == "ddpm" or s.eta > 0)  # no noise on the last step
+        noise = torch.randn(x.shape, generator=generator).to(device) if stochastic else torch.zeros_like(x)
+        x, last = _step(s, x0_pred, x, eps, ab, ab_prev, noise, t_prev, last)
+        if after_step is not None:
+            x = after_step(t_prev, x)
+    return x
+
+
+def _setup(model, schedule, n, x_T, labels, generator, overrides):
+    """(settings, n, labels for all n, timestep pairs) for one call of sample / sample_trajectory."""
+    s = settings_of(model).with_overrides(**overrides)
+    if x_T is not None:
+        if n is not None and n != len(x_T):
+            raise ValueError(f"n = {n} but x_T holds {len(x_T)} samples; give one of them")
+        n = len(x_T)
+    if n is None or n < 1:
+        raise ValueError(f"n must be a positive number of samples (or give x_T), got {n}")
+    seed = generator.initial_seed() if generator is not None else None
+    labels = resolve_labels(s.labels if labels is None else labels, n, model.config.num_classes, seed)
+    return s, n, labels, timestep_pairs(schedule.T, s.resolved_steps(schedule.T), s.spacing)
+
+
+def _batches(n: int, batch_size: int | None):
+    """Slices of at most batch_size samples (one slice for all n when batch_size is None)."""
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    step = batch_size or n
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def _start(model, x_T, part: slice, generator, device) -> torch.Tensor:
+    """x_T of one batch: the given one, or standard normal noise drawn on the CPU from `generator`."""
+    if x_T is not None:
+        return x_T[part].to(device=device, dtype=torch.float32)
+    cfg = model.config
+    return torch.randn((part.stop - part.start, cfg.in_channels, cfg.image_size, cfg.image_size),
+                       generator=generator).to(device)
+
+
+def sample(model, schedule: Schedule, n: int | None = None, *, labels=None, generator=None, x_T=None,
+           batch_size: int | None = None, device=None, progress: bool = False, **settings) -> torch.Tensor:
+    """Draw n samples in [-1, 1] scale, shape (n, C, H, W), from noise x_T (drawn from `generator`, or given).
+
+    settings (sampler, steps, eta, variance, spacing, eps_scaling, guidance, precision, clip_x0; see
+    SamplerSettings) replace the model's own (a checkpoint's recommended ones), else the plain defaults.
+    labels: a tensor of n labels, an int, "all", "random", "none", or None for the settings' choice
+    (resolve_labels). generator: a CPU torch.Generator; all noise is drawn from it, so a seed repeats the samples.
+    batch_size: run at most this many samples through the network at once (None: all n).
+    """
+    s, n, labels, pairs = _setup(model, schedule, n, x_T, labels, generator, settings)
+    device = torch.device(device or next(model.parameters()).device)
+    out = []
+    for part in _batches(n, batch_size):
+        x = _start(model, x_T, part, generator, device)
+        out.append(reverse_process(model, schedule, x, pairs, s, labels=None if labels is None else labels[part],
+                                   generator=generator, progress=progress))
+    return out[0] if len(out) == 1 else torch.cat(out)
+
+
+def sample_trajectory(model, schedule: Schedule, n: int | None = None, *, record=None, labels=None, generator=None,
+                      x_T=None, device=None, progress: bool = False, **settings) -> Trajectory:
+    """sample() in one batch, also recording x_t and the predicted x0 at every step, or at the timesteps in
+    `record`."""
+    s, n, labels, pairs = _setup(model, schedule, n, x_T, labels, generator, settings)
+    device = torch.device(device or next(model.parameters()).device)
+    steps = []
+
+    def observe(t, xt, x0_pred):
+        if record is None or t in record:
+            steps.append((t, xt, x0_pred))
+    x = reverse_process(model, schedule, _start(model, x_T, slice(0, n), generator, device), pairs, s,
+                        labels=labels, generator=generator, observe=observe, progress=progress)
+    if not steps:
+        empty = x.new_empty(0, *x.shape)  # (0, B, C, H, W)
+        return Trajectory([], empty, empty.clone(), x)
+    ts, xts, x0s = zip(*steps)
+    return Trajectory(list(ts), torch.stack(xts), torch.stack(x0s), x)

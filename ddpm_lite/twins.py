@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .panels import upscale
 from .schedule import Schedule
-from .viz import grid_uint8, save_gif
-from .widgets import _check_images, digit_noise, forward_xt, guided_samples, reverse_picture, reverse_trajectory
+from .viz import grid_uint8, save_gif, upscale, write_gif
+from .widgets import check_images, digit_noise, forward_xt, guided_samples, reverse_picture, reverse_trajectory
 
 
 def _save_rows(path, rows, row_labels, col_labels=(), cell=30) -> Path:
@@ -35,7 +34,7 @@ def _save_rows(path, rows, row_labels, col_labels=(), cell=30) -> Path:
 def save_forward_strip(path, images, schedules=("linear", "cosine"), ts=(0, 50, 100, 250, 500, 750, 1000),
                        T=1000, seed=0, digits=2) -> Path:
     """Static twin of forward_slider: per schedule and digit, a row of x_t at the paper's t in ts (same noise)."""
-    x0 = _check_images(images)[:digits]
+    x0 = check_images(images)[:digits]
     eps = digit_noise(x0, seed)
     rows, names = [], []
     for s in (s if isinstance(s, Schedule) else Schedule.build(s, T) for s in schedules):
@@ -49,23 +48,19 @@ def save_forward_strip(path, images, schedules=("linear", "cosine"), ts=(0, 50, 
 def save_forward_gif(path, images, schedule="cosine", T=1000, frames=41, seed=0, nrow=8) -> Path:
     """Static twin of forward_slider: the digits noised from t = 0 to T in `frames` even steps."""
     s = schedule if isinstance(schedule, Schedule) else Schedule.build(schedule, T)
-    x0 = _check_images(images)
+    x0 = check_images(images)
     eps = digit_noise(x0, seed)
     ts = np.linspace(0, s.T, frames).round().astype(int)
     return save_gif(torch.stack([forward_xt(s, x0, eps, int(t)) for t in ts]), path, nrow=nrow, duration_ms=80)
 
 
-def save_reverse_gif(path, model, schedule=None, sampler="ddim", steps=50, n=8, labels=None, seed=0,
+def save_reverse_gif(path, model, schedule=None, sampler=None, steps=None, n=8, labels=None, seed=0,
                      scale=2, duration_ms=80) -> Path:
     """Static twin of reverse_slider: its pictures for k = 0..S as a looping GIF; model may be a Trajectory."""
-    import imageio.v3 as iio
-    final, traj = reverse_trajectory(model, schedule, sampler, steps, n, labels, seed)
-    nrow = min(len(final), 4)
-    pictures = [upscale(reverse_picture(final, traj, k, nrow), scale) for k in range(len(traj.timesteps) + 1)]
-    pictures = [p if p.ndim == 3 else np.stack([p] * 3, axis=-1) for p in pictures]  # RGB, as viz.save_gif writes
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, pictures, extension=".gif", duration=[duration_ms] * (len(pictures) - 1) + [1500], loop=0)
-    return Path(path)
+    traj = reverse_trajectory(model, schedule, sampler, steps, n, labels, seed)
+    nrow = min(len(traj.x), 4)
+    return write_gif([upscale(reverse_picture(traj, k, nrow), scale) for k in range(len(traj.timesteps) + 1)],
+                     path, duration_ms)
 
 
 def save_guidance_strip(path, model, schedule, digit=0, scales=(0, 0.5, 1, 2, 3, 4), steps=10, seed=0, n=8) -> Path:

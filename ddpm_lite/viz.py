@@ -1,12 +1,15 @@
-"""Pictures: image grids, forward-process rows, reverse-process strips, schedule and loss plots, GIFs.
+"""Pictures: image grids, forward-process rows, reverse-process strips, schedule and loss plots, GIFs, PNG bytes.
 
 Tensors come in model range [-1, 1]; conversion happens in data.to_unit. torchvision builds the grids,
-imageio writes the GIFs, matplotlib draws the plots; each is imported only where it is used.
+imageio writes the GIFs, Pillow encodes PNG bytes, matplotlib draws the plots; each is imported only where it
+is used. Sliders (widgets.py) and their static twins (twins.py) draw with these.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .data import to_uint8, to_unit
@@ -25,7 +28,7 @@ def save_grid(x: torch.Tensor, path, nrow: int = 8) -> Path:
     return Path(path)
 
 
-def grid_uint8(x: torch.Tensor, nrow: int = 8) -> "np.ndarray":  # noqa: F821
+def grid_uint8(x: torch.Tensor, nrow: int = 8) -> np.ndarray:
     """A grid as an (H, W) or (H, W, 3) uint8 array, ready for imageio or an image widget."""
     g = (grid(x, nrow) * 255).round().to(torch.uint8)  # (3, H, W): make_grid repeats grey to 3 channels
     return (g[0] if x.shape[1] == 1 else g.permute(1, 2, 0)).numpy()
@@ -48,21 +51,64 @@ def strip(xt: torch.Tensor, x0_pred: torch.Tensor) -> torch.Tensor:
 
 
 def save_gif(frames: torch.Tensor, path, nrow: int = 8, duration_ms: int = 60, hold_last_ms: int = 1500) -> Path:
-    """frames (S, B, C, H, W) in [-1, 1] -> a looping GIF of grids (imageio v3: duration in ms, loop=0)."""
+    """frames (S, B, C, H, W) in [-1, 1] -> a looping GIF of grids."""
+    return write_gif([grid_uint8(f, nrow) for f in frames], path, duration_ms, hold_last_ms)
+
+
+def write_gif(pictures, path, duration_ms: int = 60, hold_last_ms: int = 1500) -> Path:
+    """uint8 pictures, (H, W) grey or (H, W, 3), -> a looping GIF (imageio v3: duration in ms, loop=0)."""
     import imageio.v3 as iio
-    import numpy as np
-    images = [grid_uint8(f, nrow) for f in frames]
-    images = [im if im.ndim == 3 else np.stack([im] * 3, axis=-1) for im in images]  # RGB: readers choke on 1-bit palettes
-    durations = [duration_ms] * (len(images) - 1) + [hold_last_ms]
+    pictures = [p if p.ndim == 3 else np.stack([p] * 3, axis=-1) for p in pictures]  # RGB: readers choke on 1-bit palettes
+    durations = [duration_ms] * (len(pictures) - 1) + [hold_last_ms]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, images, extension=".gif", duration=durations, loop=0)
+    iio.imwrite(path, pictures, extension=".gif", duration=durations, loop=0)
     return Path(path)
 
 
-def to_npy(x: torch.Tensor) -> "np.ndarray":  # noqa: F821
+def show_gif(path, zoom: int = 2):
+    """Display a GIF inline in a notebook, `zoom` times its size. Tagged as PNG so viewers without GIF support
+    (GitHub, nbviewer) show it too; browsers look at the bytes and play it as a GIF either way."""
+    from IPython.display import Image
+    data = Path(path).read_bytes()
+    return Image(data=data, format="png", width=zoom * int.from_bytes(data[6:8], "little"))  # bytes 6-7: GIF width
+
+
+def to_npy(x: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) in [-1, 1] -> uint8 (N, H, W) for grey, (N, H, W, C) for colour."""
     u = to_uint8(x.detach().cpu())
     return (u[:, 0] if u.shape[1] == 1 else u.permute(0, 2, 3, 1)).numpy()
+
+
+def image_uint8(x: torch.Tensor) -> np.ndarray:
+    """One image (C, H, W) in [-1, 1] -> uint8 (H, W) for grey, (H, W, C) for colour."""
+    return to_npy(x[None])[0]
+
+
+def png(a: np.ndarray, palette: list | None = None) -> bytes:
+    """uint8 (H, W) grey, (H, W) palette indices or (H, W, 3) -> PNG bytes; light compression, speed matters here."""
+    from PIL import Image
+    image = Image.fromarray(a)
+    if palette is not None:
+        image.putpalette(palette)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes -> uint8 (H, W) grey or (H, W, 3) colour (palette images are expanded)."""
+    from PIL import Image
+    image = Image.open(io.BytesIO(data))
+    return np.asarray(image.convert("RGB") if image.mode == "P" else image)
+
+
+def upscale(a: np.ndarray, k: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, so a 28x28 digit stays sharp in the browser."""
+    return a.repeat(k, axis=0).repeat(k, axis=1)
+
+
+def side_by_side(a: np.ndarray, b: np.ndarray, gap: int = 8) -> np.ndarray:
+    return np.hstack([a, np.full((a.shape[0], gap, *a.shape[2:]), 255, np.uint8), b])
 
 
 def plot_schedules(schedules, ax=None):

@@ -9,23 +9,25 @@ Slider t is the paper's t in 0..T: t = 0 is the clean digit, t >= 1 is the packa
 A move redraws by encoding uint8 arrays as PNG into an ipywidgets.Image: the curves are drawn once by matplotlib,
 markers and histogram bars are painted into a copy with numpy. Only APIs shared by ipywidgets 7 (Colab) and 8 are
 used. Callbacks keep exceptions in ``.errors`` and show them, since ipywidgets would swallow them. Static twins for
-pages without a kernel are in twins.py; the pixel panels in panels.py.
+pages without a kernel are in twins.py.
 """
 from __future__ import annotations
 
 import html
+import math
 import time
 import traceback
 
 import numpy as np
 import torch
 
-from .data import to_model_range, to_uint8
+from .data import to_model_range
 from .diffusion import q_sample
-from .samplers import Trajectory, sample
+from .samplers import Trajectory, sample, sample_trajectory
 from .schedule import Schedule
-from .panels import CurvePanel, HistogramPanel, decode_png, png, side_by_side, upscale
-from .viz import grid_uint8
+from .viz import decode_png, grid_uint8, image_uint8, png, side_by_side, upscale
+
+MARKER, LINE, BAR = 255, 254, 253  # palette slots painted on the panels: red marker, grey line, blue bars
 
 def digit_noise(x0: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """The fixed eps for each digit: digit i draws from torch.Generator().manual_seed(seed + i); (N, C, H, W)."""
@@ -40,13 +42,7 @@ def forward_xt(schedule: Schedule, x0: torch.Tensor, eps: torch.Tensor, t: int) 
     return x0 if t == 0 else q_sample(schedule, x0, torch.full((len(x0),), t - 1), eps)
 
 
-def _image(x: torch.Tensor) -> np.ndarray:
-    """(C, H, W) in [-1, 1] -> uint8 (H, W) for grey, (H, W, C) for colour."""
-    u = to_uint8(x.detach().cpu())
-    return u[0].numpy() if u.shape[0] == 1 else u.permute(1, 2, 0).numpy()
-
-
-def _check_images(images) -> torch.Tensor:
+def check_images(images) -> torch.Tensor:
     x = torch.as_tensor(images)
     if x.dim() != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"images must have shape (N, 1, H, W) or (N, 3, H, W), got {tuple(x.shape)}; "
@@ -60,30 +56,20 @@ def _check_images(images) -> torch.Tensor:
     return x
 
 
-def _labels(labels, n: int, model):
-    if labels is None:
-        return None
-    if not model.config.num_classes:
-        raise ValueError("labels given but the model is unconditional (num_classes=None); pass labels=None")
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    return labels.expand(n).clone() if labels.dim() == 0 else labels
-
-
-def reverse_trajectory(source, schedule=None, sampler="ddim", steps=50, n=8, labels=None, seed=0):
-    """(final samples, Trajectory) from a model (sampled once, seeded), a Trajectory, or sample()'s (x, Trajectory)."""
+def reverse_trajectory(source, schedule=None, sampler=None, steps=None, n=8, labels=None, seed=0) -> Trajectory:
+    """A Trajectory as given, or one sampled once (seeded) from a model; sampler, steps and labels left as None
+    take the model's own settings (a checkpoint's recommended ones)."""
     if isinstance(source, Trajectory):
-        return source.x0_pred[-1], source  # the last step lands on its predicted x0 (no noise on the last step)
-    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], Trajectory):
         return source
     if schedule is None:
         raise ValueError("a model needs its schedule: reverse_slider(model, schedule); load_model() returns both")
-    return sample(source, schedule, n, sampler=sampler, steps=steps, labels=_labels(labels, n, source),
-                  generator=torch.Generator().manual_seed(seed), trajectory=True)
+    return sample_trajectory(source, schedule, n, sampler=sampler, steps=steps, labels=labels,
+                             generator=torch.Generator().manual_seed(seed))
 
 
-def reverse_picture(final: torch.Tensor, traj: Trajectory, k: int, nrow: int) -> np.ndarray:
+def reverse_picture(traj: Trajectory, k: int, nrow: int) -> np.ndarray:
     """After k of S steps: x_t fed to step k + 1 (left) and its predicted x0 (right); k = S shows the final samples."""
-    xt, x0_pred = (traj.xt[k], traj.x0_pred[k]) if k < len(traj.timesteps) else (final, final)
+    xt, x0_pred = (traj.xt[k], traj.x0_pred[k]) if k < len(traj.timesteps) else (traj.x, traj.x)
     return side_by_side(grid_uint8(xt, nrow), grid_uint8(x0_pred, nrow))
 
 
@@ -92,8 +78,94 @@ def guided_samples(model, schedule, digit: int, w: float, n: int = 8, steps: int
     if not model.config.num_classes:
         raise ValueError("guidance needs a class-conditional model (UNetConfig.num_classes set); this one is not")
     labels = torch.full((n,), int(digit), dtype=torch.long)
-    return sample(model, schedule, n, sampler="ddim", steps=steps, labels=labels, guidance=float(w),
-                  generator=torch.Generator().manual_seed(seed))
+    return sample(model, schedule, n, sampler="ddim", steps=steps, eta=0.0, eps_scaling=1.0, labels=labels,
+                  guidance=float(w), generator=torch.Generator().manual_seed(seed))
+
+
+class Panel:
+    """A matplotlib figure drawn once into palette pixels (a third of RGB's bytes, so PNGs encode fast);
+    ``pixels`` maps data to pixel coordinates so marks can be painted into a copy with numpy."""
+
+    def __init__(self, fig):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from PIL import Image
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy()).quantize(colors=240)
+        self.base = np.asarray(image).copy()  # (H, W) palette indices
+        colours = (image.getpalette() + [255] * 768)[:3 * BAR]
+        self.palette = colours + [31, 119, 180] + [150, 150, 150] + [214, 39, 40]  # BAR, LINE, MARKER
+        colours = np.array(self.palette).reshape(-1, 3)
+        self.white = int(np.argmin(np.abs(colours - 255).sum(1)))
+
+    def pixels(self, ax, x, y):
+        """Data coordinates -> (columns, rows) of the drawn figure; rows count from the top."""
+        xy = ax.transData.transform(np.column_stack([x, y]))
+        return np.rint(xy[:, 0]).astype(int), np.rint(self.base.shape[0] - xy[:, 1]).astype(int)
+
+    def rows(self, ax):
+        """(top, bottom) pixel rows of an axes box."""
+        return self.base.shape[0] - int(ax.bbox.y1), self.base.shape[0] - int(ax.bbox.y0)
+
+
+class CurvePanel(Panel):
+    """alpha_bar_t and log10 SNR_t against the paper's t = 0..T, drawn once; ``draw(kind, t)`` adds the marker."""
+
+    def __init__(self, schedules):
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(5.6, 2.0), dpi=90)
+        axes = fig.subplots(1, 2)
+        t, curves = np.arange(schedules[0].T + 1), {}
+        for s in schedules:
+            ab = np.concatenate([[1.0], s.alpha_bars.double().numpy()])  # paper t = 0 is clean data, alpha_bar = 1
+            log_snr = np.log10(ab[1:] / (1 - ab[1:]))
+            axes[0].plot(t, ab, lw=1.2, label=s.kind)
+            axes[1].plot(t[1:], log_snr, lw=1.2)
+            curves[s.kind] = (ab, np.concatenate([log_snr[:1], log_snr]))
+        axes[0].set(xlabel="t", title="alpha_bar_t (signal kept)")
+        axes[1].set(xlabel="t", title="log10 SNR_t")
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        super().__init__(fig)
+        self.spans = [self.rows(ax) for ax in axes]
+        self.points = {kind: [self.pixels(ax, t, y) for ax, y in zip(axes, ys)] for kind, ys in curves.items()}
+        for pts in self.points.values():
+            pts[1][1][0] = self.spans[1][0] + 3  # SNR is infinite at t = 0: the marker sits at the top edge
+
+    def draw(self, kind: str, t: int) -> np.ndarray:
+        img = self.base.copy()
+        for (cols, rows), (top, bottom) in zip(self.points[kind], self.spans):
+            c, r = cols[t], rows[t]
+            img[top:bottom, c] = LINE
+            img[max(r - 3, 0):r + 4, max(c - 3, 0):c + 4] = MARKER
+        return img
+
+
+class HistogramPanel(Panel):
+    """Share of pixels per bin of x_t against N(0, 1), the distribution x_t approaches as t -> T."""
+    edges, top = np.linspace(-4, 4, 49), 0.15
+
+    def __init__(self):
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(2.7, 2.0), dpi=90)
+        ax = fig.subplots()
+        cdf = np.array([0.5 * (1 + math.erf(e / math.sqrt(2))) for e in self.edges])
+        ax.stairs(np.diff(cdf), self.edges, color="0.2", label="N(0, 1)")
+        ax.set(xlim=(-4, 4), ylim=(0, self.top), title="pixels of x_t")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        super().__init__(fig)
+        self.cols, rows = self.pixels(ax, self.edges, np.zeros_like(self.edges))
+        self.row0, self.row_top = rows[0], self.rows(ax)[0]
+
+    def draw(self, x: np.ndarray) -> np.ndarray:
+        share = np.histogram(np.clip(x.ravel(), -4, 3.999), self.edges)[0] / x.size  # tails go to the end bins
+        heights = np.rint(np.minimum(share / self.top, 1) * (self.row0 - self.row_top)).astype(int)  # clip at top
+        img = self.base.copy()
+        for c0, c1, h in zip(self.cols[:-1], self.cols[1:], heights):
+            region = img[self.row0 - h:self.row0, c0 + 1:c1]
+            region[region == self.white] = BAR  # behind the N(0, 1) line, which stays visible
+        return img
 
 
 def _as_png(picture) -> bytes:
@@ -149,7 +221,7 @@ class ForwardSlider(SliderWidget):
 
     def __init__(self, images, schedules=("linear", "cosine"), T=1000, labels=None, seed=0, t=None, scale=5):
         import ipywidgets as W
-        self.x0, self.seed, self.scale = _check_images(images), seed, scale
+        self.x0, self.seed, self.scale = check_images(images), seed, scale
         built = [s if isinstance(s, Schedule) else Schedule.build(s, T) for s in schedules]
         if len({s.T for s in built}) != 1:
             raise ValueError(f"schedules must share one T, got {[s.T for s in built]}")
@@ -167,7 +239,7 @@ class ForwardSlider(SliderWidget):
         t, kind, i = self.slider.value, self.schedule_menu.value, self.digit_menu.value
         s, x0 = self.schedules[kind], self.x0[i:i + 1]
         xt = forward_xt(s, x0, digit_noise(x0, self.seed + i), t)[0]  # (C, H, W)
-        pictures = [upscale(_image(xt), self.scale), (self.curves.draw(kind, t), self.curves.palette),
+        pictures = [upscale(image_uint8(xt), self.scale), (self.curves.draw(kind, t), self.curves.palette),
                     (self.hist.draw(xt.numpy()), self.hist.palette)]
         if t == 0:
             return pictures, "<b>t = 0</b>: the clean digit x_0 (alpha_bar = 1)"
@@ -179,11 +251,12 @@ class ForwardSlider(SliderWidget):
 class ReverseSlider(SliderWidget):
     kind = "reverse"
 
-    def __init__(self, model, schedule=None, sampler="ddim", steps=50, n=8, labels=None, seed=0, scale=3, nrow=None):
+    def __init__(self, model, schedule=None, sampler=None, steps=None, n=8, labels=None, seed=0, scale=3, nrow=None):
         import ipywidgets as W
-        self.final, self.trajectory = reverse_trajectory(model, schedule, sampler, steps, n, labels, seed)
+        self.trajectory = reverse_trajectory(model, schedule, sampler, steps, n, labels, seed)
+        self.final = self.trajectory.x
         self.nrow, self.scale = nrow or min(len(self.final), 4), scale
-        self.pngs = [png(upscale(reverse_picture(self.final, self.trajectory, k, self.nrow), scale))
+        self.pngs = [png(upscale(reverse_picture(self.trajectory, k, self.nrow), scale))
                      for k in range(len(self.trajectory.timesteps) + 1)]  # a move only swaps bytes
         slider = W.IntSlider(value=0, min=0, max=len(self.trajectory.timesteps), description="step",
                              continuous_update=True, layout=W.Layout(width="420px"))
@@ -233,8 +306,8 @@ def forward_slider(images, schedules=("linear", "cosine"), T=1000, **kw) -> Forw
     return ForwardSlider(images, schedules, T, **kw)
 
 
-def reverse_slider(model, schedule=None, sampler="ddim", steps=50, n=8, labels=None, seed=0, **kw) -> ReverseSlider:
-    """Slider over the steps of one trajectory; model may also be a Trajectory or sample()'s (x, Trajectory)."""
+def reverse_slider(model, schedule=None, sampler=None, steps=None, n=8, labels=None, seed=0, **kw) -> ReverseSlider:
+    """Slider over the steps of one trajectory; model may also be a Trajectory (sample_trajectory's)."""
     return ReverseSlider(model, schedule, sampler, steps, n, labels, seed, **kw)
 
 

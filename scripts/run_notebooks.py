@@ -41,13 +41,14 @@ def badge(name: str) -> str:
 def colab_setup() -> str:
     """The first code cell: on Colab only, clone the repository, install it and work from notebooks/."""
     return f'''# On Colab only: fetch ddpm-lite, install it and work from its notebooks/ folder. Elsewhere: nothing.
-import os, subprocess, sys
+import importlib, os, subprocess, sys
 if "google.colab" in sys.modules and not os.path.isdir("/content/ddpm-lite"):
     subprocess.run(["git", "clone", "--depth", "1", "--branch", "{BRANCH}",
                     "https://github.com/{REPO}.git", "/content/ddpm-lite"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/ddpm-lite"], check=True)
+    # a regular install (not -e): this very kernel sees it at once, weights included; Colab keeps its torch
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/ddpm-lite"], check=True)
+    importlib.invalidate_caches()
 if "google.colab" in sys.modules:
-    sys.path.insert(0, "/content/ddpm-lite")  # an editable install is only seen by new processes
     os.chdir("/content/ddpm-lite/notebooks")'''
 
 

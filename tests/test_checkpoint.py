@@ -78,7 +78,7 @@ def test_default_checkpoint_follows_the_environment(tmp_path, monkeypatch):
     assert checkpoint.default_checkpoint() == path
     assert torch.equal(outputs(checkpoint.load_model()[0]), outputs(tiny_unet(seed=4)))
     monkeypatch.delenv("DDPM_LITE_CHECKPOINT")
-    assert checkpoint.default_checkpoint() == checkpoint.RELEASE
+    assert checkpoint.default_checkpoint() == checkpoint.shipped(checkpoint.RELEASE_NAME)
 
 
 def test_pickled_object_is_refused(tmp_path):
@@ -100,8 +100,41 @@ def test_truncated_file_gives_a_clear_error(tmp_path, keep):
     good = save_tiny_checkpoint(tmp_path / "good.pt", tiny_unet(), Schedule.cosine(20)).read_bytes()
     path = tmp_path / "cut.pt"
     path.write_bytes(good[:int(len(good) * keep)])
-    with pytest.raises(CheckpointError, match=r"cut.pt is not a readable checkpoint \(truncated or corrupt"):
+    with pytest.raises(CheckpointError, match=r"cut.pt is not a checkpoint at all \(not a PyTorch file, or cut short"):
         checkpoint.load(path)
+
+
+@pytest.mark.parametrize("content", [b"hello world\n", bytes(range(256)) * 4])
+def test_a_file_that_is_no_checkpoint_at_all_gives_a_clear_error(tmp_path, content):
+    path = tmp_path / "notes.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"notes.pt is not a checkpoint at all"):
+        checkpoint.load(path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    model = tiny_unet()
+    state = model.state_dict()
+    state["conv_out.bias"][0] = bad
+    path = checkpoint.save({"model_config": model.config.to_dict(), "schedule": Schedule.cosine(20).to_dict(),
+                            "ema": state}, tmp_path / "diverged.pt")
+    with pytest.raises(CheckpointError, match=r"holds non-finite values \(NaN or inf\) in ema.conv_out.bias"):
+        checkpoint.load(path)
+
+
+def test_the_checkpoint_carries_its_sampling_settings(tmp_path):
+    from ddpm_lite.samplers import SamplerSettings
+    src = save_tiny_checkpoint(tmp_path / "m.pt", tiny_unet(), Schedule.cosine(20))
+    assert checkpoint.load_model(src)[0].sampling == SamplerSettings()  # none stored: the plain defaults
+    recommended = SamplerSettings(steps=5, eta=0.7, eps_scaling=0.98, labels="random")
+    dst = checkpoint.export_ema(src, tmp_path / "r.pt", sampling=recommended)
+    assert checkpoint.load_model(dst)[0].sampling == recommended
+    assert checkpoint.load_model(checkpoint.export_ema(dst, tmp_path / "again.pt"))[0].sampling == recommended
+    ckpt = checkpoint.load(dst)
+    ckpt["sampling"]["eta"] = -1.0
+    with pytest.raises(CheckpointError, match="sampling settings are not valid .*eta must be a number >= 0"):
+        checkpoint.build(ckpt)
 
 
 def test_missing_file_gives_a_clear_error(tmp_path):

@@ -2,18 +2,21 @@
 import pytest
 import torch
 
-from ddpm_lite import classifier
+from ddpm_lite import checkpoint, classifier
 from ddpm_lite.checkpoint import CheckpointError
 from ddpm_lite.cli import main
 from ddpm_lite.data import DataNotFoundError, load_images
 
 
+SHIPPED = checkpoint.shipped(checkpoint.CLASSIFIER_NAME)
+
+
 def test_shipped_classifier_is_a_plain_dict_loadable_with_weights_only():
-    ckpt = torch.load(classifier.SHIPPED, map_location="cpu", weights_only=True)
+    ckpt = torch.load(SHIPPED, map_location="cpu", weights_only=True)
     assert ckpt["format"] == "ddpm-lite-classifier" and ckpt["version"] == 1
     assert ckpt["command"].startswith("python -m ddpm_lite train-classifier")
     assert ckpt["test_accuracy"] >= 0.99
-    assert classifier.SHIPPED.stat().st_size < 1_000_000
+    assert SHIPPED.stat().st_size < 1_000_000
 
 
 def test_classifier_output_shapes_and_size():
@@ -33,7 +36,7 @@ def test_load_classifier_errors_name_the_problem(tmp_path):
     with pytest.raises(CheckpointError, match="not a ddpm-lite classifier"):
         classifier.load_classifier(tmp_path / "ddpm.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="junk.pt is not a classifier at all"):
         classifier.load_classifier(tmp_path / "junk.pt")
     torch.save({"format": classifier.FORMAT, "torch": torch.__version__}, tmp_path / "obj.pt")  # a TorchVersion object
     with pytest.raises(CheckpointError, match="Python objects that a safe load refuses"):
@@ -58,9 +61,12 @@ def test_random_shift_is_seeded_and_keeps_the_stroke():
     assert torch.allclose((y + 1).sum((1, 2, 3)), (x[0] + 1).sum(), rtol=1e-4)  # moved inside the frame, none lost
 
 
-def test_train_classifier_rejects_bad_flags(capsys):
-    assert main(["train-classifier", "--lr", "0", "--out", "unused.pt"]) == 2
-    assert "--lr must be positive" in capsys.readouterr().err
+@pytest.mark.parametrize("flag, value, message", [("--lr", "0", "must be a positive number, got 0"),
+                                                  ("--max-shift", "15", "must be a number >= 0 and <= 14, got 15")])
+def test_train_classifier_rejects_bad_flags(capsys, flag, value, message):
+    with pytest.raises(SystemExit) as e:
+        main(["train-classifier", flag, value, "--out", "unused.pt"])
+    assert e.value.code == 2 and f"argument {flag}: {message}" in capsys.readouterr().err
 
 
 @pytest.mark.slow

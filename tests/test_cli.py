@@ -35,6 +35,9 @@ def sample_args(ckpt, tmp_path, *extra):
 
 @pytest.mark.parametrize("flag,value,message", [
     ("--n", "0", "argument --n: must be a positive integer, got 0"),
+    ("--steps", "0", "argument --steps: must be a positive integer, got 0"),
+    ("--label", "seven", "argument --label: must be an integer 0..9, 'all', 'random', 'none', got 'seven'"),
+    ("--sampler", "euler", "argument --sampler: unknown sampler 'euler'; choose one of ddpm, ddim, dpm++"),
     ("--n", "-3", "argument --n: must be a positive integer, got -3"),
     ("--eta", "-1", "argument --eta: must be a number >= 0, got -1"),
     ("--guidance", "-2", "argument --guidance: must be a number >= 0, got -2"),
@@ -44,13 +47,10 @@ def test_bad_numbers_are_refused_by_the_parser(capsys, tiny_ckpts, tmp_path, fla
 
 
 @pytest.mark.parametrize("extra,message", [
-    (("--steps", "0"), "error: --steps must be between 1 and T=20, got 0"),
     (("--steps", "21"), "error: --steps must be between 1 and T=20, got 21"),
     (("--label", "10"), "error: --label must be between 0 and 9, got 10"),
     (("--label=-1",), "error: --label must be between 0 and 9, got -1"),
-    (("--label", "seven"), "error: --label must be an integer 0..9, 'all' or 'random', got 'seven'"),
     (("--guidance", "2"), "error: --guidance needs --label K, all or random"),
-    (("--sampler", "euler"), "error: unknown --sampler 'euler'; choose one of ddpm, ddim, dpm++"),
     (("--sampler", "ddpm", "--eta", "1"),
      "error: --eta (the sampler's noise) applies to --sampler ddim or dpm++ only, not ddpm"),
 ])
@@ -59,16 +59,6 @@ def test_bad_sample_flags_give_one_line_and_exit_2(capsys, tiny_ckpts, tmp_path,
     assert_usage_error(result, message)
     assert result[2].count("\n") == 1
     assert not (tmp_path / "s.png").exists()
-
-
-def test_random_labels_are_seeded_uniform_draws():
-    from ddpm_lite.commands import parse_labels
-    cfg = {"num_classes": 10}
-    a = parse_labels("random", 5000, cfg, seed=3)
-    assert torch.equal(a, parse_labels("random", 5000, cfg, seed=3))
-    assert not torch.equal(a, parse_labels("random", 5000, cfg, seed=4))
-    counts = torch.bincount(a, minlength=10)
-    assert len(counts) == 10 and counts.min() > 400 and counts.max() < 600  # 500 expected, sd ~21
 
 
 @pytest.mark.parametrize("label", ["3", "all", "random"])
@@ -92,7 +82,7 @@ def test_truncated_checkpoint(capsys, tiny_ckpts, tmp_path):
     data = tiny_ckpts.cond.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[:len(data) // 3])
     result = run_cli(capsys, *sample_args(tmp_path / "cut.pt", tmp_path))
-    assert_usage_error(result, "is not a readable checkpoint (truncated or corrupt")
+    assert_usage_error(result, "is not a checkpoint at all (not a PyTorch file, or cut short)")
 
 
 def test_steps_and_epochs_together_fail_before_loading_data(capsys, tmp_path):
@@ -100,7 +90,7 @@ def test_steps_and_epochs_together_fail_before_loading_data(capsys, tmp_path):
                      "--out", tmp_path / "run")
     assert_usage_error(result, "error: give --steps or --epochs, not both")
     assert_usage_error(run_cli(capsys, "train", "--epochs", "0", "--data-root", tmp_path, "--out", tmp_path),
-                       "error: --epochs must be positive, got 0.0")
+                       "argument --epochs: must be a positive number, got 0")
     assert not (tmp_path / "run").exists()
 
 
@@ -173,10 +163,11 @@ def test_python_m_ddpm_lite_runs_in_a_fresh_process(capsys, tiny_ckpts, tmp_path
 ])
 def test_sample_float_flags_reach_the_sampler_and_bad_ones_are_refused(capsys, tiny_ckpts, tmp_path, monkeypatch,
                                                                        flag, values, bad, message):
-    from ddpm_lite import samplers
+    from ddpm_lite.cli import sample as sample_cmd
     seen, key = [], flag[2:].replace("-", "_")
-    real = samplers.sample
-    monkeypatch.setattr(samplers, "sample", lambda *a, **kw: seen.append(kw[key]) or real(*a, **kw))
+    real = sample_cmd.sample
+    monkeypatch.setattr(sample_cmd, "sample", lambda model, *a, **kw: seen.append(getattr(model.sampling, key))
+                        or real(model, *a, **kw))
     for value in values:
         code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--n", "2", "--steps", "3",
                                                     flag, value))
@@ -197,7 +188,7 @@ def test_sample_precision_flag_reaches_the_sampler(capsys, tiny_ckpts, tmp_path)
     full, low = (np.load(npy[p]).astype(int) for p in ("fp32", "bf16"))
     assert (full != low).any() and np.abs(full - low).mean() < 8  # bf16 rounding: a few grey levels on average
     code, _, err = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--precision", "fp8"))
-    assert code == 2 and "argument --precision: invalid choice: 'fp8'" in err
+    assert code == 2 and "argument --precision: unknown precision 'fp8'; choose one of fp32, bf16, fp16" in err
 
 
 @pytest.mark.parametrize("command", [("sample", "--out", "s.png"), ("evaluate", "--n", "10"),
@@ -221,3 +212,65 @@ def test_train_accepts_auto_and_sample_a_present_device():
     assert build_parser().parse_args(["train"]).device == "auto"
     assert build_parser().parse_args(["sample", "--device", "cpu"]).device == "cpu"
     assert build_parser().parse_args(["evaluate", "--device", "meta"]).device == "meta"
+
+
+def recommending_checkpoint(tiny_ckpts, tmp_path, **settings):
+    from ddpm_lite import checkpoint
+    from ddpm_lite.samplers import SamplerSettings
+    return checkpoint.export_ema(tiny_ckpts.cond, tmp_path / "rec.pt", sampling=SamplerSettings(**settings))
+
+
+def test_sample_with_no_flags_uses_the_checkpoints_recommended_settings(capsys, tiny_ckpts, tmp_path):
+    from ddpm_lite import load_model, sample
+    from ddpm_lite.viz import to_npy
+    ckpt = recommending_checkpoint(tiny_ckpts, tmp_path, steps=3, eta=0.7, eps_scaling=0.98, labels="random")
+    code, _, err = run_cli(capsys, "sample", "--checkpoint", ckpt, "--n", "6", "--seed", "2", "--out",
+                           tmp_path / "s.png", "--npy", tmp_path / "s.npy", "--no-progress")
+    assert code == 0, err
+    model, schedule = load_model(tiny_ckpts.cond)  # no settings of its own: give them all
+    labels = torch.randint(0, 10, (6,), generator=torch.Generator().manual_seed(2))
+    x = sample(model, schedule, 6, steps=3, eta=0.7, eps_scaling=0.98, labels=labels,
+               generator=torch.Generator().manual_seed(2))
+    assert np.array_equal(np.load(tmp_path / "s.npy"), to_npy(x))
+    # a flag given replaces that one setting: --label none is the "no label" path, the rest still recommended
+    code, _, err = run_cli(capsys, "sample", "--checkpoint", ckpt, "--n", "6", "--seed", "2", "--label", "none",
+                           "--out", tmp_path / "s.png", "--npy", tmp_path / "n.npy", "--no-progress")
+    x = sample(model, schedule, 6, steps=3, eta=0.7, eps_scaling=0.98, generator=torch.Generator().manual_seed(2))
+    assert code == 0 and np.array_equal(np.load(tmp_path / "n.npy"), to_npy(x)), err
+
+
+def test_export_records_sampling_flags_as_the_recommendation(capsys, tiny_ckpts, tmp_path):
+    from ddpm_lite import checkpoint
+    dst = tmp_path / "rec.pt"
+    code, out, err = run_cli(capsys, "export", tiny_ckpts.cond, dst, "--steps", "7", "--eta", "0.7", "--label",
+                             "random")
+    assert code == 0, err
+    s = checkpoint.load_model(dst)[0].sampling
+    assert (s.sampler, s.steps, s.eta, s.labels, s.eps_scaling) == ("ddim", 7, 0.7, "random", 1.0)
+    assert run_cli(capsys, "export", dst, tmp_path / "b.pt", "--label", "none")[0] == 0
+    s = checkpoint.load_model(tmp_path / "b.pt")[0].sampling
+    assert (s.steps, s.eta, s.labels) == (7, 0.7, None)
+
+
+def test_a_path_that_cannot_be_written_gets_one_line(capsys, tiny_ckpts, tmp_path):
+    (tmp_path / "file").write_text("in the way")
+    result = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--n", "2", "--steps", "2", "--npy",
+                                          tmp_path / "file" / "x.npy"))
+    code, out, err = result
+    assert code == 2 and err.startswith("error: ") and "file" in err and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_a_request_that_cannot_fit_in_memory_is_refused_before_any_work(capsys, tiny_ckpts, tmp_path):
+    result = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--n", str(10 ** 12)))
+    assert_usage_error(result, "error: --n 1000000000000 asks for")
+    assert "more than this machine's" in result[2] and not (tmp_path / "s.png").exists()
+
+
+def test_non_finite_weights_get_one_line(capsys, tiny_ckpts, tmp_path):
+    from ddpm_lite import checkpoint
+    ckpt = checkpoint.load(tiny_ckpts.cond)
+    ckpt["ema"]["conv_out.weight"][0, 0, 0, 0] = float("nan")
+    checkpoint.save({k: v for k, v in ckpt.items() if k not in ("format", "version")}, tmp_path / "nan.pt")
+    assert_usage_error(run_cli(capsys, *sample_args(tmp_path / "nan.pt", tmp_path)),
+                       "holds non-finite values (NaN or inf) in ema.conv_out.weight")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lite import evaluate as evaluate_cmd
+from ddpm_lite.cli import evaluate as evaluate_cmd
 from ddpm_lite import metrics
 from ddpm_lite.cli import main
 from ddpm_lite.data import DataNotFoundError, load_images
@@ -152,16 +152,20 @@ def run_cli(argv, capsys):
     (np.zeros((12, 28, 28), np.uint8), ["--npy", "{d}/x.npy", "--n", "13"], "more than the 12 images"),
     (np.zeros((5, 28, 28), np.uint8), ["--npy", "{d}/x.npy"], "at least 10 images"),
     (np.zeros((12, 28, 28), np.uint8), ["--npy", "{d}/x.npy", "--checkpoint", "c.pt"], "not both"),
-    (None, ["--sampler", "euler"], "unknown --sampler"),
-    (None, ["--guidance", "2"], "--guidance needs --label all or random"),
+    (None, ["--sampler", "euler"], "unknown sampler 'euler'; choose one of ddpm, ddim, dpm++"),
+    (None, ["--guidance", "2", "--label", "none"], "--guidance needs --label K, all or random"),
+    (None, ["--label", "7"], "evaluate --label takes all, random or none"),
     (None, ["--conditional", "--label", "random"], "--conditional means --label all"),
     (np.zeros((12, 28, 28), np.uint8), ["--npy", "{d}/x.npy", "--label", "random"], "carry no labels"),
 ])
 def test_evaluate_rejects_bad_input(tmp_path, capsys, setup, argv, message):
     if setup is not None:
         np.save(tmp_path / "x.npy", setup)
-    rc, err = run_cli(["evaluate", *[a.format(d=tmp_path) for a in argv]], capsys)
-    assert rc == 2 and message in err
+    try:
+        rc, err = run_cli(["evaluate", *[a.format(d=tmp_path) for a in argv]], capsys)
+    except SystemExit as e:  # refused by the parser
+        rc, err = e.code, capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1
 
 
 def test_evaluate_rejects_non_positive_n(capsys):
@@ -174,41 +178,41 @@ def test_evaluate_checks_sampling_flags_against_the_checkpoint(tiny_ckpts, capsy
     uncond = tiny_ckpts.uncond
     for flag in (["--conditional"], ["--label", "random"]):
         rc, err = run_cli(["evaluate", "--checkpoint", str(uncond), *flag], capsys)
-        assert rc == 2 and "needs a class-conditional checkpoint" in err
+        assert rc == 2 and "--label given but this checkpoint is unconditional" in err
     rc, err = run_cli(["evaluate", "--checkpoint", str(uncond), "--steps", "21"], capsys)
     assert rc == 2 and "between 1 and T=20" in err
 
 
-def test_generate_in_batches_matches_one_sample_call(tiny_ckpts):
-    from argparse import Namespace
+def test_evaluate_scores_the_digits_sample_npy_writes(tiny_ckpts, tmp_path, capsys, monkeypatch):
+    """The same flags and seed: `evaluate` generates exactly the images `sample --npy` writes (batches of 3)."""
+    seen = {}
+    monkeypatch.setattr(evaluate_cmd, "evaluate", lambda images, labels, *a: seen.update(images=images, labels=labels)
+                        or {"model": {"n": len(images)}, "real": {}})
+    flags = ["--checkpoint", str(tiny_ckpts.cond), "--n", "11", "--seed", "5", "--steps", "3", "--eta", "0.5",
+             "--guidance", "1", "--label", "random", "--batch-size", "3", "--no-progress"]
+    assert main(["evaluate", *flags, "--json", "-"]) == 0
+    assert main(["sample", *flags, "--out", str(tmp_path / "s.png"), "--npy", str(tmp_path / "s.npy")]) == 0
+    written = torch.from_numpy(np.load(tmp_path / "s.npy"))
+    assert seen["images"].shape == (11, 1, 28, 28) and torch.equal(seen["images"][:, 0], written)
+    assert torch.equal(seen["labels"], torch.randint(0, 10, (11,), generator=torch.Generator().manual_seed(5)))
+
+
+def test_evaluate_records_the_settings_it_sampled_with(tiny_ckpts, tmp_path, capsys, monkeypatch):
+    """Flags left out take the checkpoint's recommended settings; the JSON records what was used."""
     from ddpm_lite import checkpoint
-    from ddpm_lite.data import to_uint8
-    from ddpm_lite.samplers import sample
-    model, schedule = checkpoint.load_model(tiny_ckpts.cond)
-    args = Namespace(n=7, batch_size=3, sampler="ddim", steps=3, eta=0.0, guidance=1.0, seed=5, no_progress=True,
-                     precision="fp32", variance="beta_tilde", spacing=1.0, eps_scaling=1.0, device="cpu")
-    labels = torch.arange(7) % 10
-    x = evaluate_cmd._generate(model, schedule, labels, args)  # batches of 3, 3, 1
-    assert x.shape == (7, 1, 28, 28) and x.dtype == torch.uint8
-    # one seeded noise stream and each batch's own labels: the same digits as `sample --npy` writes in one call
-    once = sample(model, schedule, 7, steps=3, labels=labels, guidance=1.0, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(x, to_uint8(once))
-    assert not torch.equal(x, evaluate_cmd._generate(model, schedule, torch.zeros(7, dtype=torch.long), args))
-
-
-def test_generate_passes_every_sampler_setting_on(tiny_ckpts, monkeypatch):
-    from argparse import Namespace
-    from ddpm_lite import checkpoint, samplers
-    model, schedule = checkpoint.load_model(tiny_ckpts.cond)
-    seen = []
-    monkeypatch.setattr(samplers, "sample", lambda *a, **kw: seen.append(kw) or torch.zeros(a[2], 1, 28, 28))
-    args = Namespace(n=5, batch_size=3, sampler="ddpm", steps=4, eta=0.5, guidance=2.0, seed=1, no_progress=True,
-                     precision="bf16", variance="beta", spacing=2.5, eps_scaling=0.98, device="meta")
-    evaluate_cmd._generate(model, schedule, torch.arange(5), args)
-    assert [kw["generator"] is seen[0]["generator"] for kw in seen] == [True, True]  # one stream for all batches
-    assert {(kw["sampler"], kw["steps"], kw["eta"], kw["guidance"], kw["precision"], kw["variance"], kw["spacing"],
-             kw["eps_scaling"], kw["device"]) for kw in seen} == {("ddpm", 4, 0.5, 2.0, "bf16", "beta", 2.5, 0.98,
-                                                                   "meta")}
+    from ddpm_lite.samplers import SamplerSettings
+    ckpt = tmp_path / "recommending.pt"
+    checkpoint.export_ema(tiny_ckpts.cond, ckpt, sampling=SamplerSettings(steps=2, eta=0.7, eps_scaling=0.98,
+                                                                             labels="random", precision="bf16"))
+    monkeypatch.setattr(evaluate_cmd, "evaluate", lambda images, *a: {"model": {"n": len(images)}, "real": {}})
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--n", "10", "--json", "-", "--no-progress"]
+    assert main(argv) == 0
+    s = json.loads(capsys.readouterr().out)["settings"]
+    assert (s["sampler"], s["steps"], s["eta"], s["eps_scaling"], s["precision"], s["labels"]) == \
+        ("ddim", 2, 0.7, 0.98, "bf16", "random")
+    assert main([*argv, "--eta", "0", "--label", "none", "--precision", "fp32"]) == 0
+    s = json.loads(capsys.readouterr().out)["settings"]
+    assert (s["steps"], s["eta"], s["eps_scaling"], s["labels"], s["conditional"]) == (2, 0.0, 0.98, "none", False)
 
 
 def test_evaluate_json_to_stdout_replaces_the_table(tmp_path, capsys, monkeypatch):
@@ -232,8 +236,7 @@ def test_evaluate_json_to_stdout_replaces_the_table(tmp_path, capsys, monkeypatc
     (["--label", "random"], "random"), (["--label", "all"], "all"), (["--conditional"], "all"), ([], None)])
 def test_evaluate_labels_are_the_ones_sample_draws(tiny_ckpts, capsys, monkeypatch, flags, expected):
     """--label random scores the very digits `sample --label random` draws under the same seed and count."""
-    from ddpm_lite.commands import parse_labels
-    from ddpm_lite import checkpoint
+    from ddpm_lite.samplers import resolve_labels
     seen = {}
 
     def fake_evaluate(images, labels, classifier, seed, data_root, batch_size):
@@ -242,7 +245,7 @@ def test_evaluate_labels_are_the_ones_sample_draws(tiny_ckpts, capsys, monkeypat
                "class_balance": 1.0, "conditional_accuracy": None}
         return {"model": row, "real": row}
     monkeypatch.setattr(evaluate_cmd, "evaluate", fake_evaluate)
-    monkeypatch.setattr(evaluate_cmd, "_generate", lambda model, schedule, labels, args: torch.zeros(30, 1, 28, 28))
+    monkeypatch.setattr(evaluate_cmd, "generate", lambda model, schedule, labels, args: torch.zeros(30, 1, 28, 28))
     argv = ["evaluate", "--checkpoint", str(tiny_ckpts.cond), "--n", "30", "--seed", "4", "--steps", "2",
             "--json", "-", *flags]
     assert main(argv) == 0
@@ -251,8 +254,7 @@ def test_evaluate_labels_are_the_ones_sample_draws(tiny_ckpts, capsys, monkeypat
     if expected is None:
         assert seen["labels"] is None
         return
-    cfg = checkpoint.load(tiny_ckpts.cond)["model_config"]
-    assert torch.equal(seen["labels"], parse_labels(expected, 30, cfg, seed=4))
+    assert torch.equal(seen["labels"], resolve_labels(expected, 30, 10, seed=4))
     if expected == "random":
         assert not torch.equal(seen["labels"], torch.arange(30) % 10)
 
@@ -263,7 +265,7 @@ def test_evaluate_samples_on_the_device_asked_for_and_records_it(tiny_ckpts, cap
     def fake_generate(model, schedule, labels, args):
         seen["device"] = next(model.parameters()).device.type
         return torch.zeros(args.n, 1, 28, 28, dtype=torch.uint8)
-    monkeypatch.setattr(evaluate_cmd, "_generate", fake_generate)
+    monkeypatch.setattr(evaluate_cmd, "generate", fake_generate)
     monkeypatch.setattr(evaluate_cmd, "evaluate", lambda images, *a: {"model": {"n": len(images)}, "real": {}})
     argv = ["evaluate", "--checkpoint", str(tiny_ckpts.cond), "--n", "12", "--steps", "2", "--json", "-"]
     assert main([*argv, "--device", "meta"]) == 0
@@ -274,8 +276,8 @@ def test_evaluate_samples_on_the_device_asked_for_and_records_it(tiny_ckpts, cap
 
 def test_evaluate_records_eps_scaling_and_refuses_a_bad_one(tiny_ckpts, capsys, monkeypatch):
     seen = {}
-    monkeypatch.setattr(evaluate_cmd, "_generate", lambda model, schedule, labels, args: seen.update(
-        lam=args.eps_scaling) or torch.zeros(args.n, 1, 28, 28, dtype=torch.uint8))
+    monkeypatch.setattr(evaluate_cmd, "generate", lambda model, schedule, labels, args: seen.update(
+        lam=model.sampling.eps_scaling) or torch.zeros(args.n, 1, 28, 28, dtype=torch.uint8))
     monkeypatch.setattr(evaluate_cmd, "evaluate", lambda images, *a: {"model": {"n": len(images)}, "real": {}})
     argv = ["evaluate", "--checkpoint", str(tiny_ckpts.cond), "--n", "12", "--steps", "2", "--json", "-"]
     for flags, lam in (([], 1.0), (["--eps-scaling", "0.98"], 0.98)):

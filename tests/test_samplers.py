@@ -13,7 +13,7 @@ import torch
 
 from conftest import SinglePointPredictor
 from ddpm_lite.diffusion import x0_from_eps
-from ddpm_lite.samplers import guided_eps, sample, timestep_pairs
+from ddpm_lite.samplers import SamplerSettings, guided_eps, resolve_labels, sample, sample_trajectory, timestep_pairs
 from ddpm_lite.schedule import Schedule
 
 C_POINT = torch.linspace(-0.9, 0.9, 16).reshape(1, 1, 4, 4)  # the one data point, 4x4 grey
@@ -111,8 +111,8 @@ def standardised(traj, c=C_POINT):
 def test_stochastic_samplers_pass_through_the_forward_marginals(sampler, steps, eta, spacing):
     n = 4096
     model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
-    _, traj = sample(model, SCHEDULE, n, sampler=sampler, steps=steps, eta=eta, clip_x0=False,
-                     generator=seeded(), trajectory=True, spacing=spacing)
+    traj = sample_trajectory(model, SCHEDULE, n, sampler=sampler, steps=steps, eta=eta, clip_x0=False,
+                     generator=seeded(), spacing=spacing)
     z = standardised(traj).reshape(len(traj.timesteps), -1)  # (S, n * 16): N(0, 1) at every step
     m = z.shape[1]
     # x_T ~ N(0, 1) differs from q(x_T | c) by sqrt(alpha_bar_T) c, about 2e-3: inside the allowance
@@ -123,14 +123,13 @@ def test_stochastic_samplers_pass_through_the_forward_marginals(sampler, steps, 
 def test_ddpm_with_wrong_variance_leaves_the_marginals():
     """The marginal check above can fail: the larger "beta" variance overshoots q(x_t | c)."""
     model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
-    _, traj = sample(model, SCHEDULE, 4096, sampler="ddpm", variance="beta", clip_x0=False, generator=seeded(),
-                     trajectory=True)
+    traj = sample_trajectory(model, SCHEDULE, 4096, sampler="ddpm", variance="beta", clip_x0=False, generator=seeded())
     assert standardised(traj).reshape(len(traj.timesteps), -1).var(1).max() > 1.1
 
 
 def test_deterministic_ddim_keeps_the_normalised_noise():
     model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
-    _, traj = sample(model, SCHEDULE, 8, steps=6, clip_x0=False, generator=seeded(), trajectory=True)
+    traj = sample_trajectory(model, SCHEDULE, 8, steps=6, clip_x0=False, generator=seeded())
     z = standardised(traj)
     torch.testing.assert_close(z, z[:1].expand_as(z), rtol=0, atol=1e-4)
 
@@ -238,34 +237,35 @@ def test_one_step_returns_the_clipped_x0_prediction_from_x_T(tiny_model, sampler
 @pytest.mark.parametrize("sampler,eta", [("ddim", 1.0), ("ddpm", 0.0), ("dpm++", 0.0), ("dpm++", 1.0)])
 def test_no_noise_on_the_last_step(tiny_model, sampler, eta):
     s = Schedule.cosine(20)
-    x, traj = sample(tiny_model, s, 2, sampler=sampler, steps=6, eta=eta, generator=seeded(), trajectory=True)
+    traj = sample_trajectory(tiny_model, s, 2, sampler=sampler, steps=6, eta=eta, generator=seeded())
     assert traj.timesteps[-1] == 0
-    assert torch.equal(x, traj.x0_pred[-1])
+    assert torch.equal(traj.x, traj.x0_pred[-1])
+    assert torch.equal(traj.x, sample(tiny_model, s, 2, sampler=sampler, steps=6, eta=eta, generator=seeded()))
 
 
-def test_trajectory_true_records_every_step():
+def test_trajectory_records_every_step_by_default():
     model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
-    x, traj = sample(model, SCHEDULE, 3, steps=5, generator=seeded(), trajectory=True)
+    traj = sample_trajectory(model, SCHEDULE, 3, steps=5, generator=seeded())
     assert traj.timesteps == [t for t, _ in timestep_pairs(SCHEDULE.T, 5)]
     assert traj.xt.shape == traj.x0_pred.shape == (5, 3, 1, 4, 4)
     assert torch.equal(traj.xt[0], torch.randn(3, 1, 4, 4, generator=seeded()))  # x_T itself
     assert not torch.equal(traj.xt[1], traj.xt[0])
 
 
-def test_trajectory_set_records_only_those_steps():
+def test_trajectory_record_set_records_only_those_steps():
     model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
     visited = [t for t, _ in timestep_pairs(SCHEDULE.T, 5)]  # [19, 14, 10, 5, 0]
-    x, traj = sample(model, SCHEDULE, 2, steps=5, generator=seeded(), trajectory={0, visited[1], 3})
+    traj = sample_trajectory(model, SCHEDULE, 2, steps=5, generator=seeded(), record={0, visited[1], 3})
     assert traj.timesteps == [visited[1], 0]  # 3 is not visited with 5 steps
     assert traj.xt.shape == traj.x0_pred.shape == (2, 2, 1, 4, 4)
-    _, full = sample(model, SCHEDULE, 2, steps=5, generator=seeded(), trajectory=True)
+    full = sample_trajectory(model, SCHEDULE, 2, steps=5, generator=seeded())
     assert torch.equal(traj.xt, full.xt[[1, 4]]) and torch.equal(traj.x0_pred, full.x0_pred[[1, 4]])
 
 
 def test_trajectory_of_unvisited_steps_is_empty_with_the_right_shape():
     model = SinglePointPredictor(SCHEDULE, centres(C_POINT))
     for wanted in ({3}, set()):
-        x, traj = sample(model, SCHEDULE, 2, steps=5, generator=seeded(), trajectory=wanted)
+        traj = sample_trajectory(model, SCHEDULE, 2, steps=5, generator=seeded(), record=wanted)
         assert traj.timesteps == [] and traj.xt.shape == traj.x0_pred.shape == (0, 2, 1, 4, 4)
 
 
@@ -399,3 +399,101 @@ def test_eps_scaling_one_step_is_eq_4_solved_for_x0_with_eps_over_lambda(tiny_mo
 def test_sample_rejects_eps_scaling_that_is_not_a_positive_number(tiny_model, lam):
     with pytest.raises(ValueError, match=r"eps_scaling must be a positive number \(1 = off\), got"):
         sample(tiny_model, Schedule.cosine(20), 1, steps=2, eps_scaling=lam)
+
+
+# --- the model's own settings, a given x_T, batches and labels --------------------------------------------------
+
+def with_settings(model, **kw):
+    model.sampling = SamplerSettings(**kw)  # what checkpoint.build attaches from a checkpoint's "sampling"
+    return model
+
+
+def test_sample_uses_the_models_settings_for_what_the_caller_leaves_out(tiny_model):
+    s = Schedule.cosine(20)
+    plain = sample(tiny_model, s, 4, steps=3, eta=1.0, eps_scaling=0.9, generator=seeded(2))
+    with_settings(tiny_model, steps=3, eta=1.0, eps_scaling=0.9)
+    assert torch.equal(sample(tiny_model, s, 4, generator=seeded(2)), plain)
+    # a setting given replaces that one setting only
+    assert torch.equal(sample(tiny_model, s, 4, eta=0.0, generator=seeded(2)),
+                       sample(tiny_model, s, 4, steps=3, eta=0.0, eps_scaling=0.9, generator=seeded(2)))
+    assert not torch.equal(sample(tiny_model, s, 4, eta=0.0, generator=seeded(2)), plain)
+
+
+def test_another_sampler_than_the_models_starts_its_knobs_plain(tiny_model):
+    s = Schedule.cosine(20)
+    with_settings(tiny_model, steps=3, eta=0.7, eps_scaling=0.9, guidance=1.0, labels="random")
+    settings = tiny_model.sampling.with_overrides(sampler="ddpm")
+    assert (settings.steps, settings.eta, settings.eps_scaling) == (None, 0.0, 1.0)
+    assert (settings.guidance, settings.labels) == (1.0, "random")  # not the sampler's: they carry over
+    model = SinglePointPredictor(s, centres(C_POINT))
+    model.sampling = SamplerSettings(steps=3, eta=0.7)
+    sample(model, s, 2, sampler="ddpm", generator=seeded())
+    assert len(model.batch_sizes) == s.T  # ddpm's own default: every step, not the 3 meant for ddim
+
+
+def test_random_labels_come_from_their_own_stream_seeded_like_the_noise(tiny_model):
+    """labels="random" (here the settings' choice) draws from a generator seeded with the sampling generator's
+    seed, so the noise is the same as with those labels given, and the CLI's `--label random --seed k` agrees."""
+    s = Schedule.cosine(20)
+    labels = torch.randint(0, 10, (6,), generator=seeded(5))
+    given = sample(tiny_model, s, 6, steps=2, labels=labels, generator=seeded(5))
+    assert torch.equal(sample(tiny_model, s, 6, steps=2, labels="random", generator=seeded(5)), given)
+    with_settings(tiny_model, labels="random")
+    assert torch.equal(sample(tiny_model, s, 6, steps=2, generator=seeded(5)), given)
+    no_label = sample(tiny_model, s, 6, steps=2, labels=torch.full((6,), 10), generator=seeded(5))
+    assert torch.equal(sample(tiny_model, s, 6, steps=2, labels="none", generator=seeded(5)), no_label)
+
+
+def test_resolve_labels_specs():
+    assert torch.equal(resolve_labels("all", 12, 10), torch.arange(12) % 10)
+    assert torch.equal(resolve_labels(7, 3, 10), torch.tensor([7, 7, 7]))
+    assert torch.equal(resolve_labels([1, 2], 2, 10), torch.tensor([1, 2]))
+    assert resolve_labels(None, 3, 10) is None and resolve_labels("none", 3, None) is None
+    a = resolve_labels("random", 5000, 10, seed=3)
+    assert torch.equal(a, resolve_labels("random", 5000, 10, seed=3))
+    assert not torch.equal(a, resolve_labels("random", 5000, 10, seed=4))
+    counts = torch.bincount(a, minlength=10)
+    assert len(counts) == 10 and counts.min() > 400 and counts.max() < 600  # 500 expected, sd ~21
+    for spec, message in ((11, "between 0 and 9"), ([1, 2, 3], r"one per sample, shape \(2,\)"),
+                          ("seven", "labels must be label numbers or one of all, random, none")):
+        with pytest.raises(ValueError, match=message):
+            resolve_labels(spec, 2, 10)
+    with pytest.raises(ValueError, match="the model is unconditional"):
+        resolve_labels("random", 2, None)
+
+
+def test_sampling_from_a_given_x_T_is_sampling_from_that_draw(tiny_model):
+    s = Schedule.cosine(20)
+    x_T = torch.randn(3, 1, 28, 28, generator=seeded(9))
+    g = seeded(9)
+    drawn = sample(tiny_model, s, 3, steps=4, eta=1.0, generator=g)  # draws x_T first, then each step's noise
+    rest = seeded(9)
+    torch.randn(3, 1, 28, 28, generator=rest)  # the same stream, past x_T
+    assert torch.equal(sample(tiny_model, s, x_T=x_T, steps=4, eta=1.0, generator=rest), drawn)
+    traj = sample_trajectory(tiny_model, s, x_T=x_T, steps=4)
+    assert torch.equal(traj.xt[0], x_T) and torch.equal(traj.x, sample(tiny_model, s, x_T=x_T, steps=4))
+    with pytest.raises(ValueError, match="n = 2 but x_T holds 3 samples"):
+        sample(tiny_model, s, 2, x_T=x_T)
+
+
+def test_batches_draw_what_separate_calls_on_one_generator_draw(tiny_model):
+    s = Schedule.cosine(20)
+    labels = torch.arange(7) % 10
+    whole = sample(tiny_model, s, 7, steps=3, eta=1.0, labels=labels, batch_size=3, generator=seeded(1))
+    g = seeded(1)
+    parts = [sample(tiny_model, s, part.stop - part.start, steps=3, eta=1.0, labels=labels[part], generator=g)
+             for part in (slice(0, 3), slice(3, 6), slice(6, 7))]
+    assert torch.equal(whole, torch.cat(parts))
+    assert not torch.equal(whole, sample(tiny_model, s, 7, steps=3, eta=1.0, labels=labels, generator=seeded(1)))
+
+
+def test_sampler_settings_refuse_values_outside_their_meaning():
+    for kw, message in (({"steps": 0}, "steps must be a positive integer"), ({"eta": -1}, "eta must be"),
+                        ({"guidance": float("nan")}, "guidance must be"), ({"labels": "all"}, "unknown labels"),
+                        ({"precision": "int8"}, "unknown precision"), ({"spacing": 0.5}, "spacing must be")):
+        with pytest.raises(ValueError, match=message):
+            SamplerSettings(**kw)
+    with pytest.raises(TypeError, match="unknown sampling setting"):
+        SamplerSettings().with_overrides(temperature=2)
+    assert SamplerSettings.from_dict(SamplerSettings(eta=0.7, labels="random").to_dict()) == \
+        SamplerSettings(eta=0.7, labels="random")

@@ -12,9 +12,9 @@ from conftest import tiny_unet  # noqa: E402
 from ddpm_lite import twins, widgets  # noqa: E402
 from ddpm_lite.data import to_uint8  # noqa: E402
 from ddpm_lite.diffusion import q_sample  # noqa: E402
-from ddpm_lite.samplers import sample  # noqa: E402
+from ddpm_lite.samplers import sample, sample_trajectory  # noqa: E402
 from ddpm_lite.schedule import Schedule  # noqa: E402
-from ddpm_lite.viz import grid_uint8  # noqa: E402
+from ddpm_lite.viz import decode_png, grid_uint8  # noqa: E402
 
 WHITE_GAP = 8
 
@@ -113,7 +113,8 @@ def test_forward_slider_checks_its_input(digits):
 def test_reverse_slider_shows_the_trajectory_without_calling_the_network(sampler):
     model, schedule = tiny_unet(), Schedule.cosine(20)
     w = widgets.reverse_slider(model, schedule, sampler=sampler, steps=4, n=3, seed=7)
-    x, traj = sample(model, schedule, 3, sampler=sampler, steps=4, generator=seeded(7), trajectory=True)
+    traj = sample_trajectory(model, schedule, 3, sampler=sampler, steps=4, generator=seeded(7))
+    x = traj.x
     calls = []
     model.register_forward_hook(lambda *a: calls.append(1))
     gap = np.full((32, WHITE_GAP), 255, np.uint8)  # a 3-wide grid of 28 px tiles with 2 px padding is 32 px high
@@ -124,7 +125,7 @@ def test_reverse_slider_shows_the_trajectory_without_calling_the_network(sampler
         assert np.array_equal(w.frame(), expected), k
         assert f"step {k}/4" in w.status.value and (k < 4) == ("final samples" not in w.status.value)
     assert calls == [] and w.errors == []
-    # a precomputed Trajectory alone gives the same pictures: its last predicted x0 is the final sample
+    # a precomputed Trajectory alone gives the same pictures
     v = widgets.reverse_slider(traj)
     for k in range(5):
         w.slider.value = v.slider.value = k
@@ -189,7 +190,7 @@ def test_static_twins_write_the_same_pictures(tmp_path, digits):
     assert np.array_equal(grey(gif[0]), grid_uint8(digits, 3)) and np.array_equal(grey(gif[-1]), last)
 
     model, cosine = tiny_unet(), Schedule.cosine(20)
-    x, traj = sample(model, cosine, 2, steps=3, generator=seeded(1), trajectory=True)
+    x = sample(model, cosine, 2, steps=3, generator=seeded(1))
     gif = iio.imread(twins.save_reverse_gif(tmp_path / "r.gif", model, cosine, steps=3, n=2, seed=1, scale=1),
                      index=None)
     assert len(gif) == 4
@@ -199,4 +200,4 @@ def test_static_twins_write_the_same_pictures(tmp_path, digits):
     for path in (twins.save_forward_strip(tmp_path / "s.png", digits, T=50, ts=(0, 25, 50)),
                  twins.save_guidance_strip(tmp_path / "g.png", model, cosine, digit=1, scales=(0, 3), steps=2,
                                              n=3)):
-        assert widgets.decode_png(path.read_bytes()).shape[0] > 60
+        assert decode_png(path.read_bytes()).shape[0] > 60

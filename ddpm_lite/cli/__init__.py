@@ -1,0 +1,56 @@
+"""Command line: python -m ddpm_lite {sample, train, export, evaluate, train-classifier, benchmark} --help.
+
+One module per command, each with add_arguments(sub) and run(args); COMMANDS below is the whole table. Arguments
+are checked before any work starts; bad input, and a world that does not cooperate (a file that cannot be read or
+written, memory that runs out), gets one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import sys
+
+from ..errors import DdpmLiteError
+from ..train import TrainingDiverged
+from . import benchmark, classifier, evaluate, sample, train
+from .args import Parser
+
+OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "not enough memory")
+# name: (add the sub-command's arguments, run it)
+COMMANDS = {
+    "sample": (sample.add_arguments, sample.run),
+    "train": (train.add_arguments, train.run),
+    "export": (train.add_export, train.run_export),
+    "evaluate": (evaluate.add_arguments, evaluate.run),
+    "train-classifier": (classifier.add_arguments, classifier.run),
+    "benchmark": (benchmark.add_arguments, benchmark.run),
+}
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m ddpm_lite", description="Small, correct DDPM on MNIST.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_arguments, _ in COMMANDS.values():
+        add_arguments(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args) or 0
+    except (DdpmLiteError, TrainingDiverged, ValueError) as e:
+        return fail(str(e))
+    except OSError as e:  # a path that cannot be read or written, a full disk
+        return fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
+    except (MemoryError, RuntimeError) as e:  # torch's allocators raise RuntimeError (OutOfMemoryError on GPUs)
+        if not isinstance(e, MemoryError) and not any(s in str(e) for s in OUT_OF_MEMORY):
+            raise
+        first = (str(e).splitlines() or ["MemoryError"])[0]
+        return fail(f"out of memory ({first}); ask for less at once: a smaller --n or --batch-size")
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint written is intact", file=sys.stderr)
+        return 130
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
