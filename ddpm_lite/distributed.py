@@ -119,11 +119,6 @@ def mean_over_ranks(x: torch.Tensor, ranks: Ranks | None) -> torch.Tensor:
     return x / ranks.world_size
 
 
-def barrier(ranks: Ranks | None) -> None:
-    if ranks is not None:
-        dist.barrier()
-
-
 def on_main(ranks: Ranks | None, fn, *args, share: bool = False):
     """fn(*args) run by rank 0 alone; its exception is raised on every rank, so all ranks stop together.
 

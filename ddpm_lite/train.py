@@ -242,7 +242,6 @@ def train(cfg: TrainConfig, model_cfg: UNetConfig = UNetConfig(), *, resume: boo
                 callback(run.step, loss, run.model, run.ema)
         if bar:
             bar.close()
-        distributed.barrier(ranks)  # every rank returns once rank 0 has written last.pt
         return _payload(run)
 
 
@@ -306,8 +305,8 @@ def _log(run: _Run, window: list, dt: float, bar) -> None:
 
 
 def _save(run: _Run) -> None:
-    if distributed.is_main(run.ranks):  # one writer; checkpoint.save is atomic
-        checkpoint.save(_payload(run), run.path)
+    """Rank 0 writes (atomically); the other ranks wait for it and share its error, if any."""
+    distributed.on_main(run.ranks, lambda: checkpoint.save(_payload(run), run.path))
 
 
 def _check_model_config(ckpt: dict, model_cfg, where: str, fix: str) -> None:
