@@ -76,6 +76,9 @@ def rank_device(name: str, ranks: Ranks) -> torch.device:
     if name.startswith("cuda") or (name == "auto" and torch.cuda.is_available()):
         if torch.device(name).index not in (None, ranks.local_rank):
             raise ValueError(f"device {name!r}: under torchrun each process uses cuda:LOCAL_RANK; pass cuda or auto")
+        if torch.cuda.is_available() and ranks.local_rank >= torch.cuda.device_count():
+            raise ValueError(f"local rank {ranks.local_rank} has no GPU: this node has {torch.cuda.device_count()}; "
+                             f"start at most that many processes per node (--nproc_per_node)")
         return torch.device("cuda", ranks.local_rank)
     if name not in ("auto", "cpu"):
         raise ValueError(f"device {name!r}: training on several processes runs on cuda or cpu")

@@ -280,7 +280,8 @@ def _step(run: _Run) -> float:
     global_loss = distributed.mean_over_ranks(loss.detach(), run.ranks)  # equal shards: the global batch mean
     if not torch.isfinite(global_loss):  # every rank sees the same value, so all ranks stop together
         raise TrainingDiverged(f"loss became {global_loss.item()} at step {step}; stopped without saving, so the "
-                               f"last good checkpoint ({run.path}) is untouched. Lower --lr or --grad-clip and --resume.")
+                               f"last good checkpoint ({run.path}) is untouched. "
+                               f"Lower --lr or --grad-clip and --resume.")
     run.opt.zero_grad(set_to_none=True)
     loss.backward()  # under DDP the gradients are averaged over ranks: the global batch's gradient
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
@@ -298,7 +299,8 @@ def _progress_bar(run: _Run):
 def _log(run: _Run, window: list, dt: float, bar) -> None:
     """A history row [step, mean loss, lr, images/s] over the steps since the last row."""
     cfg = run.cfg
-    run.history.append([run.step, sum(window) / len(window), lr_at(cfg, run.step - 1), len(window) * cfg.batch_size / dt])
+    images_per_s = len(window) * cfg.batch_size / dt  # the global batch: all processes together
+    run.history.append([run.step, sum(window) / len(window), lr_at(cfg, run.step - 1), images_per_s])
     run.elapsed += dt
     if bar:
         bar.set_postfix(loss=f"{run.history[-1][1]:.4f}", img_s=f"{run.history[-1][3]:.0f}")

@@ -62,7 +62,8 @@ def _worker(rank, root, ports):
         seen["bars"] += 1
         return real_bar(run)
 
-    checkpoint.save, train_module._progress_bar, train_module.diffusion_loss = counting_save, counting_bar, counting_loss
+    checkpoint.save, train_module._progress_bar = counting_save, counting_bar
+    train_module.diffusion_loss = counting_loss
 
     def on_step(stop_at=None, poison_at=None):
         def callback(step, loss, model, ema):
