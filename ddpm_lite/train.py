@@ -3,7 +3,9 @@
 A plain function you can read top to bottom. Every random draw of step k (batch order, t, eps, dropped
 labels) comes from generators seeded by (seed, k), so a run resumed from a checkpoint repeats the
 uninterrupted run step for step. Checkpoints are atomic; a NaN/inf loss stops training and leaves the last
-good checkpoint untouched.
+good checkpoint untouched. TrainConfig refuses settings outside RANGES when it is built; a run holds its
+folder's lock, so a second run on the same folder is refused. Under torchrun every process runs train() on
+its shard of the same global batch (see distributed.py), and the result equals one process's to float rounding.
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ RANGES = {  # TrainConfig fields and the values that mean something; the command
     "steps": COUNT, "batch_size": COUNT, "ckpt_every": COUNT, "log_every": COUNT, "T": COUNT,
     "warmup": Range(0, integer=True),
     "seed": Range(0, 2 ** 32, integer=True),  # seed * 1_000_003 + 7_919 * step stays inside a generator's seed
-    "lr": Range(0, low_closed=False),  # finite: inf is outside [0, inf)
+    "lr": Range(0, low_closed=False),  # open at both ends: 0, inf and nan are refused
     "lr_min_ratio": Range(0, 1, high_closed=True),
     "weight_decay": Range(0),
     "grad_clip": Range(0, low_closed=False),
@@ -63,7 +65,8 @@ RANGES = {  # TrainConfig fields and the values that mean something; the command
     "label_dropout": Range(0, 1, high_closed=True),
     "min_snr_gamma": Range(0, low_closed=False),  # or None: plain L_simple
 }
-CHOICES = {"schedule": SCHEDULES, "dataset": DATASETS, "device": ("auto", "cpu", "cuda", "cuda:N", "mps")}
+CHOICES = {"schedule": SCHEDULES, "dataset": DATASETS,
+           "device": ("auto", "cpu", "cuda", "cuda:N", "mps")}  # cuda:N: any GPU index
 
 
 @dataclass(frozen=True)
