@@ -3,24 +3,70 @@
 A plain function you can read top to bottom. Every random draw of step k (batch order, t, eps, dropped
 labels) comes from generators seeded by (seed, k), so a run resumed from a checkpoint repeats the
 uninterrupted run step for step. Checkpoints are atomic; a NaN/inf loss stops training and leaves the last
-good checkpoint untouched.
+good checkpoint untouched. TrainConfig refuses settings outside RANGES when it is built; a run holds its
+folder's lock, so a second run on the same folder is refused. Under torchrun every process runs train() on
+its shard of the same global batch (see distributed.py), and the result equals one process's to float rounding.
 """
 from __future__ import annotations
 
 import copy
 import math
+import numbers
 import platform
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
-from . import checkpoint
-from .data import load_images, to_model_range
+from . import checkpoint, distributed
+from .data import DATASETS, load_images, to_model_range
 from .diffusion import loss as diffusion_loss
+from .schedule import KINDS as SCHEDULES
 from .schedule import Schedule
 from .unet import UNet, UNetConfig
+
+
+class Range(NamedTuple):
+    """The values a setting may take: an interval (open or closed at each end), optionally of integers."""
+    low: float
+    high: float = math.inf
+    low_closed: bool = True
+    high_closed: bool = False
+    integer: bool = False
+
+    def __contains__(self, value) -> bool:
+        kind = numbers.Integral if self.integer else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind) or math.isnan(value):
+            return False
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below
+
+    def __str__(self) -> str:  # reads after "must be": "in [0, 1)", "an integer >= 1"
+        if self.integer and self.high == math.inf:
+            return f"an integer >= {int(self.low)}"
+        low, high = (f"{v:g}" if math.isinf(v) or v != int(v) else str(int(v)) for v in (self.low, self.high))
+        interval = f"{'[' if self.low_closed else '('}{low}, {high}{']' if self.high_closed else ')'}"
+        return f"an integer in {interval}" if self.integer else f"in {interval}"
+
+
+COUNT = Range(1, integer=True)
+RANGES = {  # TrainConfig fields and the values that mean something; the command line's flags check the same
+    "steps": COUNT, "batch_size": COUNT, "ckpt_every": COUNT, "log_every": COUNT, "T": COUNT,
+    "warmup": Range(0, integer=True),
+    "seed": Range(0, 2 ** 32, integer=True),  # seed * 1_000_003 + 7_919 * step stays inside a generator's seed
+    "lr": Range(0, low_closed=False),  # open at both ends: 0, inf and nan are refused
+    "lr_min_ratio": Range(0, 1, high_closed=True),
+    "weight_decay": Range(0),
+    "grad_clip": Range(0, low_closed=False),
+    "ema_decay": Range(0, 1),  # 1 would never move the EMA weights
+    "label_dropout": Range(0, 1, high_closed=True),
+    "min_snr_gamma": Range(0, low_closed=False),  # or None: plain L_simple
+}
+CHOICES = {"schedule": SCHEDULES, "dataset": DATASETS,
+           "device": ("auto", "cpu", "cuda", "cuda:N", "mps")}  # cuda:N: any GPU index
 
 
 @dataclass(frozen=True)
@@ -28,7 +74,7 @@ class TrainConfig:
     dataset: str = "mnist"
     data_root: str | None = None
     steps: int = 10_000
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch: under torchrun each of N processes takes batch_size / N of it
     lr: float = 1e-3
     warmup: int = 500  # linear learning-rate warm-up steps, then cosine decay to lr_min_ratio * lr
     lr_min_ratio: float = 0.1
@@ -47,6 +93,25 @@ class TrainConfig:
     amp: bool = True  # bfloat16 autocast, CUDA only
     init: str | None = None  # start from this checkpoint's EMA weights (fine-tuning); the optimizer starts fresh
 
+    def __post_init__(self):
+        """Refuse a setting outside its meaning before any work, in one line naming field, value and range."""
+        for name, allowed in RANGES.items():
+            value = getattr(self, name)
+            if value not in allowed and not (name == "min_snr_gamma" and value is None):
+                raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        for name in ("schedule", "dataset"):
+            if getattr(self, name) not in CHOICES[name]:
+                raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}, got {getattr(self, name)!r}")
+        if not _is_device(self.device):
+            raise ValueError(f"device must be one of {', '.join(CHOICES['device'])}, got {self.device!r}")
+
+
+def _is_device(name) -> bool:
+    try:
+        return name == "auto" or torch.device(name).type in ("cpu", "cuda", "mps")
+    except (RuntimeError, TypeError):
+        return False
+
 
 class TrainingDiverged(RuntimeError):
     pass
@@ -56,7 +121,9 @@ def mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def pick_device(name: str = "auto") -> torch.device:
+def pick_device(name: str = "auto", ranks: distributed.Ranks | None = None) -> torch.device:
+    if ranks is not None:
+        return distributed.rank_device(name, ranks)
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
@@ -100,27 +167,53 @@ class Batches:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + 7_919 * step + 1)
 
 
-def _draw(cfg, model_cfg, batches, images, labels, step, T, device):
-    """The batch of step `step`: x0 in [-1, 1], labels (some dropped), t and eps."""
+def _draw(cfg, model_cfg, batches, images, labels, step, T, device, ranks=None):
+    """This rank's shard of the batch of step `step`: x0 in [-1, 1], labels (some dropped), t and eps.
+
+    t, eps and the dropped labels are drawn for the whole global batch on every rank, then sliced, so the
+    global batch is the single-process one whatever the number of processes."""
     idx = batches.indices(step)
     g = batches.generator(step)
-    x0 = to_model_range(images[idx])  # (B, C, H, W)
     t = torch.randint(0, T, (len(idx),), generator=g)
-    eps = torch.randn(x0.shape, generator=g)
+    eps = torch.randn((len(idx), *images.shape[1:]), generator=g)  # (B, C, H, W)
+    mine = distributed.shard(ranks, len(idx))
+    x0 = to_model_range(images[idx[mine]])  # (B / world_size, C, H, W)
     y = None
     if model_cfg.num_classes:
         y = labels[idx].clone()
         y[torch.rand(len(idx), generator=g) < cfg.label_dropout] = model_cfg.num_classes  # "no label"
-        y = y.to(device)
-    return x0.to(device), y, t.to(device), eps.to(device)
+        y = y[mine].to(device)
+    return x0.to(device), y, t[mine].to(device), eps[mine].to(device)
 
 
-def _payload(model, ema, opt, step, cfg, model_cfg, schedule, history, elapsed):
-    return {"model_config": model_cfg.to_dict(), "schedule": schedule.to_dict(), "model": model.state_dict(),
-            "ema": ema.state_dict(), "optimizer": opt.state_dict(), "step": step, "train_config": asdict(cfg),
-            "rng": {"torch": torch.get_rng_state()}, "history": history,
-            "meta": {"elapsed_s": elapsed, "hardware": platform.processor() or platform.machine(),
-                     "torch": str(torch.__version__)}}
+@dataclass
+class _Run:
+    """What one training run holds: set up once, then advanced by _step one optimizer step at a time."""
+    cfg: TrainConfig
+    model_cfg: UNetConfig
+    ranks: distributed.Ranks | None
+    device: torch.device
+    schedule: Schedule
+    images: torch.Tensor
+    labels: torch.Tensor
+    model: UNet
+    ema: UNet
+    opt: torch.optim.Optimizer
+    path: Path  # out_dir/last.pt
+    step: int = 0
+    history: list = field(default_factory=list)  # rows [step, loss, lr, images/s]
+    elapsed: float = 0.0
+    net: torch.nn.Module | None = None  # what forward and backward run through: the model, or DDP around it
+    batches: Batches | None = None
+
+
+def _payload(run: _Run) -> dict:
+    return {"model_config": run.model_cfg.to_dict(), "schedule": run.schedule.to_dict(),
+            "model": run.model.state_dict(), "ema": run.ema.state_dict(), "optimizer": run.opt.state_dict(),
+            "step": run.step, "train_config": asdict(run.cfg), "rng": {"torch": torch.get_rng_state()},
+            "history": run.history,
+            "meta": {"elapsed_s": run.elapsed, "hardware": platform.processor() or platform.machine(),
+                     "torch": str(torch.__version__), "processes": run.ranks.world_size if run.ranks else 1}}
 
 
 def train(cfg: TrainConfig, model_cfg: UNetConfig = UNetConfig(), *, resume: bool = False, callback=None,
@@ -128,61 +221,97 @@ def train(cfg: TrainConfig, model_cfg: UNetConfig = UNetConfig(), *, resume: boo
     """Train and return the final checkpoint dict (also saved to out_dir/last.pt).
 
     data: optional (images uint8 (N, C, H, W), labels (N,)) instead of loading cfg.dataset.
-    callback(step, loss, model, ema): called after every optimizer step (for plots and previews).
+    callback(step, loss, model, ema): called after every optimizer step (for plots and previews); loss is the
+    global batch's. Under torchrun it runs on every rank (check distributed.is_main_process() before plotting).
     """
-    device = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    ranks = distributed.launched()
+    distributed.check_batch_size(cfg.batch_size, ranks)
+    device = pick_device(cfg.device, ranks)
+    with distributed.session(ranks, device), distributed.run_folder(cfg.out_dir, ranks):
+        run = _setup(cfg, model_cfg, ranks, device, resume=resume, data=data)
+        bar = _progress_bar(run) if progress and distributed.is_main(ranks) else None
+        window, t_start = [], time.time()
+        while run.step < run.cfg.steps:
+            loss = _step(run)
+            window.append(loss)
+            if run.step % run.cfg.log_every == 0 or run.step == run.cfg.steps:
+                _log(run, window, time.time() - t_start, bar)
+                window, t_start = [], time.time()
+            if bar:
+                bar.update(1)
+            if run.step % run.cfg.ckpt_every == 0 or run.step == run.cfg.steps:
+                _save(run)
+            if callback:
+                callback(run.step, loss, run.model, run.ema)
+        if bar:
+            bar.close()
+        return _payload(run)
+
+
+def _setup(cfg, model_cfg, ranks, device, *, resume, data) -> _Run:
+    """Model, EMA and optimizer, fresh, fine-tuned from --init, or restored from out_dir/last.pt."""
+    torch.manual_seed(cfg.seed)  # the initial weights, the same on every rank
     schedule = Schedule.build(cfg.schedule, cfg.T)
     images, labels = data if data is not None else load_images(cfg.dataset, cfg.data_root, train=True)
+    if ranks is not None and len(images) < cfg.batch_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the data ({len(images)} images); "
+                         f"on several processes every global batch must be full")
     model = UNet(model_cfg).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    path = Path(cfg.out_dir) / "last.pt"
-    step, history, elapsed = 0, [], 0.0
+    run = _Run(cfg, model_cfg, ranks, device, schedule, images, labels, model, ema, opt,
+               path=Path(cfg.out_dir) / "last.pt")
     if resume:
-        step, history, elapsed, init = _restore(path, model, ema, opt, model_cfg)
-        cfg = replace(cfg, init=cfg.init or init)  # a resumed fine-tuning run still records where it began
+        run.step, run.history, run.elapsed, init = _restore(run.path, model, ema, opt, model_cfg, ranks)
+        run.cfg = replace(cfg, init=cfg.init or init)  # a resumed fine-tuning run still records where it began
     elif cfg.init:
-        _init_from(Path(cfg.init), model, ema, model_cfg, schedule)
-    batches = Batches(len(images), cfg.batch_size, cfg.seed)
-    use_amp = cfg.amp and device.type == "cuda"
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step")
-    window, t_start = [], time.time()
-    while step < cfg.steps:
-        x0, y, t, eps = _draw(cfg, model_cfg, batches, images, labels, step, schedule.T, device)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, step)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss = diffusion_loss(model, schedule, x0, t, eps, y, cfg.min_snr_gamma)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss became {loss.item()} at step {step}; stopped without saving, so the last "
-                                   f"good checkpoint ({path}) is untouched. Lower --lr or --grad-clip and --resume.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
-        step += 1
-        window.append(loss.item())
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            dt = time.time() - t_start
-            history.append([step, sum(window) / len(window), lr_at(cfg, step - 1), len(window) * cfg.batch_size / dt])
-            elapsed += dt
-            window, t_start = [], time.time()
-            if bar:
-                bar.set_postfix(loss=f"{history[-1][1]:.4f}", img_s=f"{history[-1][3]:.0f}")
-        if bar:
-            bar.update(1)
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            checkpoint.save(_payload(model, ema, opt, step, cfg, model_cfg, schedule, history, elapsed), path)
-        if callback:
-            callback(step, loss.item(), model, ema)
+        _init_from(Path(cfg.init), model, ema, model_cfg, schedule, ranks)
+    run.net = distributed.wrap(model, ranks, device)
+    run.batches = Batches(len(images), cfg.batch_size, cfg.seed)
+    return run
+
+
+def _step(run: _Run) -> float:
+    """One optimizer step of Alg. 1 on this rank's shard; returns the loss over the global batch."""
+    cfg, step = run.cfg, run.step
+    x0, y, t, eps = _draw(cfg, run.model_cfg, run.batches, run.images, run.labels, step, run.schedule.T,
+                          run.device, run.ranks)
+    for group in run.opt.param_groups:
+        group["lr"] = lr_at(cfg, step)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=cfg.amp and run.device.type == "cuda"):
+        loss = diffusion_loss(run.net, run.schedule, x0, t, eps, y, cfg.min_snr_gamma)  # Eq. 14, this shard's mean
+    global_loss = distributed.mean_over_ranks(loss.detach(), run.ranks)  # equal shards: the global batch mean
+    if not torch.isfinite(global_loss):  # every rank sees the same value, so all ranks stop together
+        raise TrainingDiverged(f"loss became {global_loss.item()} at step {step}; stopped without saving, so the "
+                               f"last good checkpoint ({run.path}) is untouched. "
+                               f"Lower --lr or --grad-clip and --resume.")
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()  # under DDP the gradients are averaged over ranks: the global batch's gradient
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.opt.step()
+    ema_update(run.ema, run.model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+    run.step += 1
+    return global_loss.item()
+
+
+def _progress_bar(run: _Run):
+    from tqdm.auto import tqdm
+    return tqdm(total=run.cfg.steps, initial=run.step, desc="train", unit="step")
+
+
+def _log(run: _Run, window: list, dt: float, bar) -> None:
+    """A history row [step, mean loss, lr, images/s] over the steps since the last row."""
+    cfg = run.cfg
+    images_per_s = len(window) * cfg.batch_size / dt  # the global batch: all processes together
+    run.history.append([run.step, sum(window) / len(window), lr_at(cfg, run.step - 1), images_per_s])
+    run.elapsed += dt
     if bar:
-        bar.close()
-    return _payload(model, ema, opt, step, cfg, model_cfg, schedule, history, elapsed)
+        bar.set_postfix(loss=f"{run.history[-1][1]:.4f}", img_s=f"{run.history[-1][3]:.0f}")
+
+
+def _save(run: _Run) -> None:
+    """Rank 0 writes (atomically); the other ranks wait for it and share its error, if any."""
+    distributed.on_main(run.ranks, lambda: checkpoint.save(_payload(run), run.path))
 
 
 def _check_model_config(ckpt: dict, model_cfg, where: str, fix: str) -> None:
@@ -191,9 +320,9 @@ def _check_model_config(ckpt: dict, model_cfg, where: str, fix: str) -> None:
                                          f"not {model_cfg.to_dict()}; {fix}")
 
 
-def _init_from(path: Path, model, ema, model_cfg, schedule) -> None:
+def _init_from(path: Path, model, ema, model_cfg, schedule, ranks=None) -> None:
     """Model and EMA both start at the EMA weights of `path` (a release export or a run's last.pt)."""
-    ckpt = checkpoint.load(path)
+    ckpt = distributed.on_main(ranks, checkpoint.load, path, share=True)  # rank 0 reads, every rank gets it
     _check_model_config(ckpt, model_cfg, f"--init {path}", "pass the same model flags")
     if ckpt["schedule"] != schedule.to_dict():
         raise checkpoint.CheckpointError(f"--init {path} was trained with schedule {ckpt['schedule']}, "
@@ -202,11 +331,8 @@ def _init_from(path: Path, model, ema, model_cfg, schedule) -> None:
     ema.load_state_dict(ckpt["ema"])
 
 
-def _restore(path: Path, model, ema, opt, model_cfg):
-    if not path.is_file():
-        raise checkpoint.CheckpointError(f"--resume given but there is no checkpoint at {path}; "
-                                         f"check --out (the run's folder) or start without --resume")
-    ckpt = checkpoint.load(path)
+def _restore(path: Path, model, ema, opt, model_cfg, ranks=None):
+    ckpt = distributed.on_main(ranks, _load_last, path, share=True)  # rank 0 reads, every rank gets it
     _check_model_config(ckpt, model_cfg, str(path), "resume with the same model flags")
     model.load_state_dict(ckpt["model"])
     ema.load_state_dict(ckpt["ema"])
@@ -214,3 +340,10 @@ def _restore(path: Path, model, ema, opt, model_cfg):
     torch.set_rng_state(ckpt["rng"]["torch"])
     return (ckpt["step"], ckpt["history"], ckpt.get("meta", {}).get("elapsed_s", 0.0),
             ckpt.get("train_config", {}).get("init"))
+
+
+def _load_last(path: Path) -> dict:
+    if not path.is_file():
+        raise checkpoint.CheckpointError(f"--resume given but there is no checkpoint at {path}; "
+                                         f"check --out (the run's folder) or start without --resume")
+    return checkpoint.load(path)

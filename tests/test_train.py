@@ -1,6 +1,10 @@
-"""Training on tiny random data: exact resume, divergence handling, label dropout, lr schedule and EMA math."""
+"""Training on tiny random data: exact resume, divergence handling, label dropout, lr schedule and EMA math;
+settings refused before any work, and one run per run folder."""
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -8,7 +12,9 @@ import torch
 from conftest import tiny_config
 from ddpm_lite import checkpoint
 from ddpm_lite.schedule import Schedule
-from ddpm_lite.train import Batches, TrainConfig, TrainingDiverged, _draw, _init_from, ema_update, lr_at, train
+from ddpm_lite.distributed import RunFolderError
+from ddpm_lite.train import (RANGES, Batches, TrainConfig, TrainingDiverged, _draw, _init_from, ema_update, lr_at,
+                             train)
 from ddpm_lite.unet import UNet
 
 MODEL_CFG = tiny_config(image_size=8)
@@ -214,3 +220,111 @@ def test_ema_update_is_exact_and_copies_buffers():
     assert torch.equal(ema[1].running_mean, model[1].running_mean)
     ema_update(ema, model, 0.0)  # decay 0 copies the weights
     assert all(torch.equal(e, p) for e, p in zip(ema.parameters(), model.parameters()))
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("ema_decay", 1.5, "ema_decay must be in [0, 1), got 1.5"),
+    ("ema_decay", 1.0, "ema_decay must be in [0, 1), got 1.0"),
+    ("lr", 0.0, "lr must be in (0, inf), got 0.0"),
+    ("lr", float("inf"), "lr must be in (0, inf), got inf"),
+    ("lr", float("nan"), "lr must be in (0, inf), got nan"),
+    ("warmup", -1, "warmup must be an integer >= 0, got -1"),
+    ("lr_min_ratio", 1.5, "lr_min_ratio must be in [0, 1], got 1.5"),
+    ("weight_decay", -0.1, "weight_decay must be in [0, inf), got -0.1"),
+    ("grad_clip", 0.0, "grad_clip must be in (0, inf), got 0.0"),
+    ("label_dropout", -0.1, "label_dropout must be in [0, 1], got -0.1"),
+    ("min_snr_gamma", 0.0, "min_snr_gamma must be in (0, inf), got 0.0"),
+    ("T", 0, "T must be an integer >= 1, got 0"),
+    ("steps", 0, "steps must be an integer >= 1, got 0"),
+    ("steps", 2.5, "steps must be an integer >= 1, got 2.5"),
+    ("batch_size", True, "batch_size must be an integer >= 1, got True"),
+    ("ckpt_every", 0, "ckpt_every must be an integer >= 1, got 0"),
+    ("log_every", -3, "log_every must be an integer >= 1, got -3"),
+    ("seed", -1, "seed must be an integer in [0, 4294967296), got -1"),
+    ("schedule", "quadratic", "schedule must be one of linear, cosine, got 'quadratic'"),
+    ("dataset", "imagenet", "dataset must be one of mnist, fashion-mnist, cifar10, folder, got 'imagenet'"),
+    ("device", "gpu", "device must be one of auto, cpu, cuda, cuda:N, mps, got 'gpu'"),
+])
+def test_a_setting_outside_its_meaning_is_refused_in_one_line(name, value, message):
+    with pytest.raises(ValueError) as e:
+        TrainConfig(**{name: value})
+    assert str(e.value) == message
+    with pytest.raises(ValueError):  # replace() builds a new config, checked the same way
+        dataclasses.replace(TrainConfig(), **{name: value})
+
+
+@pytest.mark.parametrize("name, value", [
+    ("ema_decay", 0.0), ("lr_min_ratio", 0.0), ("lr_min_ratio", 1.0), ("label_dropout", 0.0), ("label_dropout", 1.0),
+    ("warmup", 0), ("weight_decay", 0.0), ("min_snr_gamma", None), ("lr", 1), ("steps", 1), ("T", 1), ("seed", 0),
+    ("device", "cuda:1"), ("device", "cpu"), ("schedule", "linear"),
+])
+def test_the_edges_of_each_range_are_accepted(name, value):
+    assert getattr(TrainConfig(**{name: value}), name) == value
+
+
+def test_every_numeric_field_has_a_range_and_the_defaults_lie_inside():
+    numeric = {f.name for f in dataclasses.fields(TrainConfig) if f.type in ("int", "float", "float | None")}
+    assert numeric == set(RANGES)
+    assert all(getattr(TrainConfig(), name) in allowed for name, allowed in RANGES.items())
+
+
+def test_a_second_run_on_the_same_folder_is_refused_and_the_first_goes_on(tmp_path, data):
+    refused = []
+
+    def second_run(step, loss, model, ema):
+        if step == 4:  # the first run holds the folder, and its step-3 checkpoint is there
+            with pytest.raises(RunFolderError) as e:
+                train(config(tmp_path), MODEL_CFG, resume=True, progress=False, data=data)
+            refused.append(str(e.value))
+
+    first = train(config(tmp_path), MODEL_CFG, progress=False, data=data, callback=second_run)
+    assert refused == [f"another training run is using run folder {tmp_path} (it holds {tmp_path / '.lock'}); "
+                       f"wait for it to finish or choose another --out"]
+    assert first["step"] == 6 and checkpoint.load(tmp_path / "last.pt")["step"] == 6
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # the lock is gone with the run
+    assert train(config(tmp_path, steps=7), MODEL_CFG, resume=True, progress=False, data=data)["step"] == 7
+
+
+HOLD = """import sys, time
+from ddpm_lite.distributed import acquire_run_folder
+acquire_run_folder(sys.argv[1])
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_lock_of_another_process_is_released_when_it_is_killed(tmp_path, data):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(RunFolderError, match=f"another training run is using run folder {tmp_path} "):
+            train(config(tmp_path), MODEL_CFG, progress=False, data=data)
+        assert not (tmp_path / "last.pt").exists()
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, the kernel drops the flock
+        holder.wait()
+    assert (tmp_path / ".lock").exists()  # left behind by the killed holder, and no obstacle
+    assert train(config(tmp_path, steps=3), MODEL_CFG, progress=False, data=data)["step"] == 3
+
+
+def test_a_run_folder_under_a_file_fails_before_training(tmp_path, data):
+    (tmp_path / "file").write_text("not a folder")
+    steps = []
+    with pytest.raises(RunFolderError, match=rf"^cannot write to run folder {tmp_path / 'file' / 'run'}: \w"):
+        train(config(tmp_path / "file" / "run"), MODEL_CFG, progress=False, data=data,
+              callback=lambda step, *a: steps.append(step))
+    assert steps == []
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_run_folder_fails_before_training_and_keeps_its_checkpoint(tmp_path, data):
+    train(config(tmp_path, steps=3), MODEL_CFG, progress=False, data=data)
+    before = (tmp_path / "last.pt").read_bytes()
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(RunFolderError, match=rf"^cannot write to run folder {tmp_path}: Permission denied"):
+            train(config(tmp_path, steps=6), MODEL_CFG, resume=True, progress=False, data=data)
+    finally:
+        tmp_path.chmod(0o755)
+    assert (tmp_path / "last.pt").read_bytes() == before
