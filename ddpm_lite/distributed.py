@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .errors import RunFolderError
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock, so the run folder is not locked (one run per folder is up to you)
@@ -24,10 +26,6 @@ except ImportError:  # Windows: no flock, so the run folder is not locked (one r
 
 TORCHRUN_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
 LOCK_NAME = ".lock"
-
-
-class RunFolderError(RuntimeError):
-    """The run folder cannot be written, or another training run is using it."""
 
 
 @dataclass(frozen=True)

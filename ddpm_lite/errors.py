@@ -19,3 +19,11 @@ class CheckpointError(DdpmLiteError, RuntimeError):
 
 class DataNotFoundError(DdpmLiteError, RuntimeError):
     """A dataset that is neither on disk nor downloadable."""
+
+
+class TrainingDiverged(DdpmLiteError, RuntimeError):
+    """The loss became NaN or infinite; training stopped without saving over the last good checkpoint."""
+
+
+class RunFolderError(DdpmLiteError, RuntimeError):
+    """The run folder cannot be written, or another training run is using it."""

@@ -23,6 +23,7 @@ import torch
 from . import checkpoint, distributed
 from .data import DATASETS, load_images, to_model_range
 from .diffusion import loss as diffusion_loss
+from .errors import TrainingDiverged
 from .schedule import KINDS as SCHEDULES
 from .schedule import Schedule
 from .unet import UNet, UNetConfig
@@ -111,10 +112,6 @@ def _is_device(name) -> bool:
         return name == "auto" or torch.device(name).type in ("cpu", "cuda", "mps")
     except (RuntimeError, TypeError):
         return False
-
-
-class TrainingDiverged(RuntimeError):
-    pass
 
 
 def mps_available() -> bool:

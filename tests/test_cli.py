@@ -274,3 +274,22 @@ def test_non_finite_weights_get_one_line(capsys, tiny_ckpts, tmp_path):
     checkpoint.save({k: v for k, v in ckpt.items() if k not in ("format", "version")}, tmp_path / "nan.pt")
     assert_usage_error(run_cli(capsys, *sample_args(tmp_path / "nan.pt", tmp_path)),
                        "holds non-finite values (NaN or inf) in ema.conv_out.weight")
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--ema-decay", "1.5", "must be in [0, 1), got 1.5"), ("--lr", "0", "must be in (0, inf), got 0"),
+    ("--label-dropout", "-0.1", "must be in [0, 1], got -0.1"), ("--seed", "-1", "must be an integer in [0, "),
+    ("--warmup", "-5", "must be an integer >= 0, got -5"), ("--grad-clip", "nan", "must be in (0, inf), got nan"),
+])
+def test_train_settings_outside_their_meaning_are_refused_by_the_parser(capsys, tmp_path, flag, value, message):
+    result = run_cli(capsys, "train", "--out", tmp_path / "run", f"{flag}={value}")
+    assert_usage_error(result, f"argument {flag}: {message}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_second_training_run_on_the_same_folder_gets_one_line(capsys, mnist, tmp_path):
+    """The first run holds the run folder's lock (here: taken directly, as a running train() would)."""
+    from ddpm_lite.distributed import run_folder
+    with run_folder(tmp_path / "run", None):
+        result = run_cli(capsys, "train", "--steps", "2", *TINY_FLAGS, "--out", tmp_path / "run")
+    assert_usage_error(result, "error: another training run is using run folder")

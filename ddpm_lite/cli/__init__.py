@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from ..distributed import is_main_process
 from ..errors import DdpmLiteError
-from ..train import TrainingDiverged
 from . import benchmark, classifier, evaluate, sample, train
 from .args import Parser
 
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command][1](args) or 0
-    except (DdpmLiteError, TrainingDiverged, ValueError) as e:
+    except (DdpmLiteError, ValueError) as e:
         return fail(str(e))
     except OSError as e:  # a path that cannot be read or written, a full disk
         return fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
@@ -52,5 +52,6 @@ def main(argv=None) -> int:
 
 
 def fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    if is_main_process():  # under torchrun every rank meets the same error: one line, not one per rank
+        print(f"error: {message}", file=sys.stderr)
     return 2

@@ -8,15 +8,30 @@ from pathlib import Path
 
 from .. import checkpoint
 from ..data import DATASETS, load_images
+from ..distributed import is_main_process
 from ..errors import UsageError
 from ..schedule import KINDS
-from ..train import TrainConfig, train
+from ..train import RANGES, TrainConfig, train
 from ..unet import UNetConfig
-from .args import Help, add_sampler_settings, device_name, fraction, nonneg_float, nonneg_int, number, one_of, \
-    positive_float, positive_int, sampler_overrides
+from .args import Help, add_sampler_settings, device_name, nonneg_float, one_of, positive_float, positive_int, \
+    sampler_overrides
 
 NAME, HELP = "train", "train a UNet noise predictor (resumable)"
-ema_decay = number(float, 0, 1, high_open=True)
+
+
+def ranged(name: str):
+    """An argparse type for a TrainConfig field: the library's own range (train.RANGES), checked at parse time."""
+    allowed = RANGES[name]
+
+    def parse(s: str):
+        try:
+            value = int(s) if allowed.integer else float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {s}") from None
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {s}")
+        return value
+    return parse
 
 
 def train_device(s: str) -> str:
@@ -36,20 +51,21 @@ def add_arguments(sub) -> None:
     p.add_argument("--dataset", default=d.dataset, type=one_of(DATASETS, "dataset"))
     p.add_argument("--data-root", default=None, help="folder holding MNIST/ etc. (default: $DDPM_LITE_DATA or "
                                                      "~/.cache/ddpm_lite/data)")
-    p.add_argument("--steps", type=positive_int, default=None, help=f"optimizer steps (default {d.steps})")
+    p.add_argument("--steps", type=ranged("steps"), default=None, help=f"optimizer steps (default {d.steps})")
     p.add_argument("--epochs", type=positive_float, default=None, help="alternative to --steps: passes over the data")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    p.add_argument("--lr", type=positive_float, default=d.lr)
-    p.add_argument("--warmup", type=nonneg_int, default=d.warmup, help="linear learning-rate warm-up steps")
-    p.add_argument("--ema-decay", type=ema_decay, default=d.ema_decay, help="in [0, 1)")
-    p.add_argument("--label-dropout", type=fraction, default=d.label_dropout, help="guidance: share of labels dropped")
+    p.add_argument("--batch-size", type=ranged("batch_size"), default=d.batch_size)
+    p.add_argument("--lr", type=ranged("lr"), default=d.lr)
+    p.add_argument("--warmup", type=ranged("warmup"), default=d.warmup, help="linear learning-rate warm-up steps")
+    p.add_argument("--ema-decay", type=ranged("ema_decay"), default=d.ema_decay)
+    p.add_argument("--label-dropout", type=ranged("label_dropout"), default=d.label_dropout,
+                   help="guidance: share of labels dropped")
     p.add_argument("--min-snr-gamma", type=nonneg_float, default=d.min_snr_gamma, help="0 for plain L_simple")
-    p.add_argument("--grad-clip", type=positive_float, default=d.grad_clip)
+    p.add_argument("--grad-clip", type=ranged("grad_clip"), default=d.grad_clip)
     p.add_argument("--schedule", default=d.schedule, type=one_of(KINDS, "schedule"))
-    p.add_argument("--T", type=positive_int, default=d.T)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--T", type=ranged("T"), default=d.T)
+    p.add_argument("--seed", type=ranged("seed"), default=d.seed)
     p.add_argument("--out", default=d.out_dir, help="run folder: last.pt (resume state)")
-    p.add_argument("--ckpt-every", type=positive_int, default=d.ckpt_every)
+    p.add_argument("--ckpt-every", type=ranged("ckpt_every"), default=d.ckpt_every)
     p.add_argument("--device", type=train_device, default=d.device, help="auto (a GPU if there is one), cpu, cuda "
                                                                          "or mps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly where it stopped")
@@ -102,6 +118,8 @@ def run(args) -> int:
                          f"({model_cfg.in_channels}, {model_cfg.image_size}, {model_cfg.image_size}); "
                          f"set --channels and --image-size")
     ckpt = train(cfg, model_cfg, resume=args.resume, progress=not args.no_progress, data=data)
+    if not is_main_process():  # under torchrun rank 0 reports and exports
+        return 0
     print(f"trained {ckpt['step']} steps; final loss {ckpt['history'][-1][1]:.4f}; checkpoint {cfg.out_dir}/last.pt")
     if args.export:
         print(f"exported EMA weights to {checkpoint.export_ema(f'{cfg.out_dir}/last.pt', args.export)}")
