@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 sample: $(VENV)/.installed  ## generate 64 digits and a reverse-process GIF from the shipped checkpoint
-	$(PY) -m ddpm_lite sample --label random --steps 50 --eta 1 --out samples.png --gif reverse.gif
+	$(PY) -m ddpm_lite sample --out samples.png --gif reverse.gif
 
 test: $(VENV)/.installed  ## the unit tests and notebook smoke runs
 	$(PY) -m pytest -q
