@@ -76,9 +76,10 @@ def lab(tmp_path_factory):
 
 def model_checkpoint(tmp: Path) -> Path:
     """A copy of the shipped checkpoint (it may be refreshed while we run), or a tiny random one."""
-    from ddpm_lite.checkpoint import RELEASE
-    if RELEASE.is_file():
-        return Path(shutil.copy(RELEASE, tmp / "model.pt"))
+    from ddpm_lite.checkpoint import RELEASE_NAME, shipped
+    release = shipped(RELEASE_NAME)
+    if release.is_file():
+        return Path(shutil.copy(release, tmp / "model.pt"))
     from conftest import save_tiny_checkpoint, tiny_unet
     from ddpm_lite.schedule import Schedule
     return save_tiny_checkpoint(tmp / "model.pt", tiny_unet(seed=1), Schedule.cosine(1000))
