@@ -58,7 +58,8 @@ def save_gif(frames: torch.Tensor, path, nrow: int = 8, duration_ms: int = 60, h
 def write_gif(pictures, path, duration_ms: int = 60, hold_last_ms: int = 1500) -> Path:
     """uint8 pictures, (H, W) grey or (H, W, 3), -> a looping GIF (imageio v3: duration in ms, loop=0)."""
     import imageio.v3 as iio
-    pictures = [p if p.ndim == 3 else np.stack([p] * 3, axis=-1) for p in pictures]  # RGB: readers choke on 1-bit palettes
+    pictures = [p if p.ndim == 3 else np.stack([p] * 3, axis=-1) for p in pictures]  # RGB: readers choke on 1-bit
+    # grey palettes
     durations = [duration_ms] * (len(pictures) - 1) + [hold_last_ms]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(path, pictures, extension=".gif", duration=durations, loop=0)

@@ -114,9 +114,9 @@ def table_row(name: str, r: dict) -> list:
     """The model's and the real digits' lines of one row's JSON."""
     fmt = lambda f, v: "-" if v is None else f.format(v)  # noqa: E731
     s = r["settings"]
-    eta = str(s["eta"]) if s["sampler"] in ("ddim", "dpm++") else f"- (variance {s.get('variance')})"
-    mine = [sampler_cell(s), steps_cell(s), eta, LABELS[s.get("labels", "all" if s["conditional"] else None)], str(s["guidance"]) if s["conditional"]
-            else "-"]
+    eta = str(s["eta"]) if s["sampler"] in ("ddim", "dpm++") else "-"
+    labels = LABELS[s.get("labels", "all" if s["conditional"] else None)]  # files before --label: no key
+    mine = [sampler_cell(s), steps_cell(s), eta, labels, str(s["guidance"]) if s["conditional"] else "-"]
     return ["| " + " | ".join([label, *(mine if who == "model" else ["-"] * len(mine)), str(r[who]["n"])]
                               + [fmt(f, r[who][k]) for k, f in KEYS]) + " |"
             for who, label in (("model", name), ("real", "real MNIST"))]

@@ -41,6 +41,21 @@ def tiny_unet(seed: int = 0, **kw) -> UNet:
     return model.eval()
 
 
+def tiny_train_data():
+    """64 random 8x8 grey images with labels: enough for a few training steps of tiny_config(image_size=8)."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 1, 8, 8), generator=g, dtype=torch.uint8)  # (N, C, H, W)
+    return images, torch.randint(0, 10, (64,), generator=g)
+
+
+def tiny_train_config(out_dir, **kw):
+    """A TrainConfig of a few steps on tiny_train_data(); kw overrides."""
+    from ddpm_lite.train import TrainConfig
+    base = dict(steps=6, batch_size=8, lr=2e-3, warmup=2, T=50, ckpt_every=3, log_every=3, out_dir=str(out_dir),
+                device="cpu", seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
 def save_tiny_checkpoint(path, model: UNet, schedule: Schedule) -> Path:
     return checkpoint.save({"model_config": model.config.to_dict(), "schedule": schedule.to_dict(),
                             "ema": model.state_dict()}, path)

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import tiny_config
+from conftest import tiny_config, tiny_train_config, tiny_train_data
 from ddpm_lite import checkpoint, distributed
 from ddpm_lite.train import Batches, TrainConfig, TrainingDiverged, _draw, train
 
@@ -23,16 +23,7 @@ WORLD = 2
 SPAWN_TIMEOUT_S = 240  # a hang (a rank waiting in a collective the other never joins) fails instead of blocking
 
 
-def tiny_data():
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (64, 1, 8, 8), generator=g, dtype=torch.uint8)  # (N, C, H, W)
-    return images, torch.randint(0, 10, (64,), generator=g)
-
-
-def config(out_dir, **kw):
-    base = dict(steps=6, batch_size=8, lr=2e-3, warmup=2, T=50, ckpt_every=3, log_every=3, out_dir=str(out_dir),
-                device="cpu", seed=0)
-    return TrainConfig(**{**base, **kw})
+tiny_data, config = tiny_train_data, tiny_train_config  # the spawned ranks call them too
 
 
 class Stop(Exception):

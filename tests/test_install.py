@@ -34,7 +34,7 @@ def fresh_venv(root: Path) -> Path:
 
 
 def source_copy(root: Path) -> Path:
-    """What the wheel is built from (pyproject.toml names it all), copied, so the build leaves the checkout as it was."""
+    """What the wheel is built from (pyproject.toml names it all), copied: the build leaves the checkout alone."""
     import shutil
     root.mkdir()
     for name in ("pyproject.toml", "README.md"):

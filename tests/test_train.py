@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import tiny_config, tiny_train_config, tiny_train_data
 from ddpm_lite import checkpoint
 from ddpm_lite.schedule import Schedule
 from ddpm_lite.distributed import RunFolderError
@@ -20,17 +20,12 @@ from ddpm_lite.unet import UNet
 MODEL_CFG = tiny_config(image_size=8)
 
 
+config = tiny_train_config
+
+
 @pytest.fixture(scope="module")
 def data():
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (64, 1, 8, 8), generator=g, dtype=torch.uint8)  # (N, C, H, W)
-    return images, torch.randint(0, 10, (64,), generator=g)
-
-
-def config(tmp_path, **kw):
-    base = dict(steps=6, batch_size=8, lr=2e-3, warmup=2, T=50, ckpt_every=3, log_every=3, out_dir=str(tmp_path),
-                device="cpu", seed=0)
-    return TrainConfig(**{**base, **kw})
+    return tiny_train_data()
 
 
 class Stop(Exception):

@@ -33,7 +33,8 @@ def number(kind=float, low=None, high=None, low_open=False, high_open=False, wha
     lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
     hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
     name = "an integer" if kind is int else "a number"
-    rule = "must be " + (what or name + (f" {lo}" if lo else "") + (" and" if lo and hi else "") + (f" {hi}" if hi else ""))
+    bounds = " and".join(b for b in (f" {lo}" if lo else "", f" {hi}" if hi else "") if b)
+    rule = "must be " + (what or name + bounds)
 
     def parse(s: str):
         try:
@@ -54,6 +55,14 @@ positive_float = number(float, 0, low_open=True, what="a positive number")
 nonneg_float = number(float, 0)
 fraction = number(float, 0, 1)  # a share, 0..1
 spacing_power = number(float, 1, what="a number >= 1 (1 = evenly spaced steps)")
+
+
+def int_tuple(s: str) -> tuple:
+    """Comma-separated integers, e.g. 1,2,2."""
+    try:
+        return tuple(int(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 1,2,2, got {s}") from None
 
 
 def one_of(choices, flag: str):
@@ -151,7 +160,6 @@ def sampler_overrides(args) -> dict:
 
 def settings_from(args, ckpt: dict):
     """The sampling flags checked against a loaded checkpoint: (SamplerSettings, labels for all --n or None)."""
-    import torch  # noqa: F401  (resolve_labels returns a tensor)
     from ..checkpoint import sampling_settings
     from ..errors import UsageError
     from ..samplers import resolve_labels
@@ -185,4 +193,5 @@ def check_fits(n: int, model_config: dict) -> None:
     need = 3 * n * model_config.get("in_channels", 1) * side * side * 4  # float32 samples, a copy, the uint8 files
     if need > memory:
         raise UsageError(f"--n {n} asks for {need / 2 ** 30:,.0f} GiB of images, more than this machine's "
-                         f"{memory / 2 ** 30:,.0f} GiB of memory; ask for fewer (--n), in several runs with other --seed")
+                         f"{memory / 2 ** 30:,.0f} GiB of memory; ask for fewer (--n), in several runs with other "
+                         f"--seed")

@@ -7,17 +7,10 @@ import torch
 
 from ..errors import UsageError
 from ..speed import main as run_suite
-from .args import Help, number, positive_int
+from .args import Help, int_tuple, number, positive_int
 
 NAME, HELP = "benchmark", "speed against diffusers: training, sampling latency, share of machine peak"
 SECTIONS = ("train", "sample", "efficiency")
-
-
-def int_tuple(s: str) -> tuple:
-    try:
-        return tuple(int(v) for v in s.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers, got {s}") from None
 
 
 def add_arguments(sub) -> None:

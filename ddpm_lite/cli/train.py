@@ -13,8 +13,8 @@ from ..errors import UsageError
 from ..schedule import KINDS
 from ..train import RANGES, TrainConfig, train
 from ..unet import UNetConfig
-from .args import Help, add_sampler_settings, device_name, nonneg_float, one_of, positive_float, positive_int, \
-    sampler_overrides
+from .args import (Help, add_sampler_settings, device_name, int_tuple, nonneg_float, one_of, positive_float,
+                   positive_int, sampler_overrides)
 
 NAME, HELP = "train", "train a UNet noise predictor (resumable)"
 
@@ -36,13 +36,6 @@ def ranged(name: str):
 
 def train_device(s: str) -> str:
     return s if s == "auto" else device_name(s)
-
-
-def int_list(s: str) -> tuple:
-    try:
-        return tuple(int(v) for v in s.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 1,2,2, got {s}") from None
 
 
 def add_arguments(sub) -> None:
@@ -72,9 +65,9 @@ def add_arguments(sub) -> None:
     p.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's EMA weights, fresh optimizer")
     p.add_argument("--unconditional", action="store_true", help="no class conditioning")
     p.add_argument("--base-channels", type=positive_int, default=UNetConfig.base_channels)
-    p.add_argument("--channel-mults", type=int_list, default=UNetConfig.channel_mults, help="e.g. 1,2,2")
+    p.add_argument("--channel-mults", type=int_tuple, default=UNetConfig.channel_mults, help="e.g. 1,2,2")
     p.add_argument("--num-res-blocks", type=positive_int, default=UNetConfig.num_res_blocks)
-    p.add_argument("--attention-levels", type=int_list, default=UNetConfig.attention_levels, help="e.g. 2")
+    p.add_argument("--attention-levels", type=int_tuple, default=UNetConfig.attention_levels, help="e.g. 2")
     p.add_argument("--image-size", type=positive_int, default=None, help="default: 28 grey, 32 for cifar10")
     p.add_argument("--channels", type=positive_int, default=None, help="default: 1 grey, 3 for cifar10")
     p.add_argument("--export", default=None, help="also write the small EMA-only file here at the end")
