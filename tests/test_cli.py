@@ -252,13 +252,26 @@ def test_export_records_sampling_flags_as_the_recommendation(capsys, tiny_ckpts,
     assert (s.steps, s.eta, s.labels) == (7, 0.7, None)
 
 
-def test_a_path_that_cannot_be_written_gets_one_line(capsys, tiny_ckpts, tmp_path):
+def test_a_path_that_cannot_be_written_gets_one_line_before_any_work(capsys, tiny_ckpts, tmp_path, monkeypatch):
+    from ddpm_lite.cli import sample as sample_cmd
+    monkeypatch.setattr(sample_cmd, "sample", lambda *a, **kw: pytest.fail("sampled before checking the output"))
     (tmp_path / "file").write_text("in the way")
-    result = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--n", "2", "--steps", "2", "--npy",
-                                          tmp_path / "file" / "x.npy"))
-    code, out, err = result
-    assert code == 2 and err.startswith("error: ") and "file" in err and err.count("\n") == 1, err
-    assert "Traceback" not in err
+    result = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--npy", tmp_path / "file" / "x.npy"))
+    assert_usage_error(result, f"error: cannot write {tmp_path / 'file' / 'x.npy'}: {tmp_path / 'file'} is not a "
+                               f"writable folder")
+    assert_usage_error(run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--gif", tmp_path)),
+                       f"error: {tmp_path} is a folder; give a file name to write")
+
+
+def test_a_failing_write_still_gets_one_line(capsys, tiny_ckpts, tmp_path, monkeypatch):
+    """Past the checks (a disk that fills up, a folder removed meanwhile): OSError becomes one line too."""
+    from ddpm_lite.cli import sample as sample_cmd
+
+    def full_disk(*a, **kw):
+        raise OSError(28, "No space left on device", str(tmp_path / "s.png"))
+    monkeypatch.setattr(sample_cmd, "save_grid", full_disk)
+    result = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--n", "2", "--steps", "2"))
+    assert_usage_error(result, f"error: No space left on device: {tmp_path / 's.png'}")
 
 
 def test_a_request_that_cannot_fit_in_memory_is_refused_before_any_work(capsys, tiny_ckpts, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from ..samplers import LABEL_CHOICES, PRECISIONS, SAMPLERS, VARIANCES, SamplerSettings
 
@@ -195,3 +196,17 @@ def check_fits(n: int, model_config: dict) -> None:
         raise UsageError(f"--n {n} asks for {need / 2 ** 30:,.0f} GiB of images, more than this machine's "
                          f"{memory / 2 ** 30:,.0f} GiB of memory; ask for fewer (--n), in several runs with other "
                          f"--seed")
+
+
+def check_writable(*paths) -> None:
+    """Refuse, before any work, an output file that cannot be written: its nearest existing folder must be a
+    writable folder, and the file itself no folder."""
+    import os
+    from ..errors import UsageError
+    for path in filter(None, paths):
+        path = Path(path)
+        if path.is_dir():
+            raise UsageError(f"{path} is a folder; give a file name to write")
+        folder = next(p for p in path.absolute().parents if p.exists())
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write {path}: {folder} is not a writable folder")

@@ -19,7 +19,7 @@ from ..data import to_uint8
 from ..errors import UsageError
 from ..metrics import CONFIDENT, K, evaluate, table
 from ..samplers import sample
-from .args import Help, add_sampling, settings_from
+from .args import Help, add_sampling, check_writable, settings_from
 
 NAME, HELP = "evaluate", "FID, precision/recall and class scores of samples, beside real MNIST"
 
@@ -104,6 +104,7 @@ def settings_record(args, model=None, schedule=None) -> dict:
 
 def run(args) -> int:
     check_args(args)
+    check_writable(None if args.json == "-" else args.json)
     images = read_npy(args.npy, args.n) if args.npy else None
     args.n = len(images) if images is not None else args.n or 1000
     if args.n < 10:

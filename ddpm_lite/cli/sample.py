@@ -9,7 +9,7 @@ import torch
 from .. import checkpoint
 from ..samplers import sample, sample_trajectory
 from ..viz import save_gif, save_grid, to_npy
-from .args import Help, add_sampling, settings_from
+from .args import Help, add_sampling, check_writable, settings_from
 
 NAME, HELP = "sample", "generate images from a checkpoint (default: the shipped one)"
 DESCRIPTION = ("Draw digits. Every sampling flag left out takes the checkpoint's recommended setting (the shipped "
@@ -27,6 +27,7 @@ def add_arguments(sub) -> None:
 
 
 def run(args) -> int:
+    check_writable(args.out, args.gif, args.npy)
     ckpt = checkpoint.load(args.checkpoint or checkpoint.default_checkpoint())
     settings, labels = settings_from(args, ckpt)
     model, schedule = checkpoint.build(ckpt, device=args.device)
