@@ -42,4 +42,15 @@ def test_the_readme_python_example_runs_as_written(release, tmp_path, monkeypatc
     exec(compile(blocks[0], "README.md", "exec"), scope)
     assert (tmp_path / "digits.png").is_file()
     assert scope["x"].shape == (64, 1, 28, 28) and scope["sevens"].shape == (16, 1, 28, 28)
-    assert scope["labels"].min() >= 0 and scope["labels"].max() <= 9
+
+
+def test_sampling_with_no_settings_is_the_recommended_fast_setting(release):
+    """The release file recommends DDIM 20, eta 0.7, eps / 0.98 and a random label each (model card), and the
+    shortest call samples exactly that."""
+    from ddpm_lite.samplers import SamplerSettings
+    model, schedule = checkpoint.build(release)
+    assert model.sampling == SamplerSettings(sampler="ddim", steps=20, eta=0.7, eps_scaling=0.98, labels="random")
+    labels = torch.randint(0, 10, (3,), generator=torch.Generator().manual_seed(4))
+    given = sample(model, schedule, 3, sampler="ddim", steps=20, eta=0.7, eps_scaling=0.98, labels=labels,
+                   generator=torch.Generator().manual_seed(4))
+    assert torch.equal(sample(model, schedule, 3, generator=torch.Generator().manual_seed(4)), given)
