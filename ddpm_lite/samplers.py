@@ -17,7 +17,11 @@ may use eps_theta / lambda in place of eps_theta, a training-free correction for
 network saw in training and the x_t a few-step sampler feeds it. lambda = 1 is off; the model card measures it.
 
 Classifier-free guidance (Ho & Salimans 2022, Eq. 6): eps = (1 + w) eps(x, y) - w eps(x, no label).
-w = 0 is plain conditional sampling; labels=None is unconditional sampling (w is then ignored).
+w = 0 is plain conditional sampling; no labels is unconditional sampling (w is then ignored).
+
+How to sample is a value, SamplerSettings; a checkpoint carries the settings it recommends (model.sampling), and
+sample() / sample_trajectory() use them for whatever their caller leaves out. reverse_process() is the loop itself,
+from any x at any timestep, with hooks for recording steps and for editing each step's result.
 """
 from __future__ import annotations
 
