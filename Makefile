@@ -4,10 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DDPM_LITE_DATA ?= $(abspath ../shared/data)
 
-.PHONY: sample test test-slow notebooks assets bench
+.PHONY: sample test test-python test-slow notebooks assets bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	@# A current pip first: it checks requires-python before resolving anything, so a Python below our range is
+	@# refused at once; the pip that ships with 3.9/3.10 (23.0) resolves (and downloads torch) for minutes first.
+	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev,notebooks]"
 	touch $@
 
@@ -16,6 +19,13 @@ sample: $(VENV)/.installed  ## generate 64 digits and a reverse-process GIF from
 
 test: $(VENV)/.installed  ## the unit tests and notebook smoke runs
 	$(PY) -m pytest -q
+
+# The suite under another interpreter, in its own venv (.venv-3.10, .venv-3.13, ...): what CI runs at the ends of
+# the supported range. Example: make test-python PYTHON=~/.pyenv/versions/3.10.13/bin/python
+test-python:
+	@v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) \
+		|| { echo "test-python: PYTHON=$(PYTHON) is not a runnable Python interpreter" >&2; exit 2; }; \
+	$(MAKE) --no-print-directory test PYTHON='$(PYTHON)' VENV=.venv-$$v
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow
