@@ -56,7 +56,7 @@ def noise_to(schedule: Schedule, x0: torch.Tensor, t0: int, generator=None) -> t
 
 def edit_pairs(schedule: Schedule, s: SamplerSettings, t0: int) -> list[tuple[int, int]]:
     """Timestep pairs from code index t0 - 1 down to -1, at the stride of a full run of s's steps."""
-    steps = max(1, math.ceil(s.resolved_steps(schedule.T) * t0 / schedule.T))
+    steps = min(max(1, math.ceil(s.resolved_steps(schedule.T) * t0 / schedule.T)), t0)  # at most every step
     return timestep_pairs(schedule.T, steps, s.spacing, start=t0 - 1)
 
 
