@@ -48,21 +48,26 @@ class Trajectory(NamedTuple):
     x: torch.Tensor  # (B, C, H, W): the final samples
 
 
-def timestep_pairs(T: int, steps: int, spacing: float = 1.0) -> list[tuple[int, int]]:
-    """Timesteps from T-1 down to 0, paired with the next one; the last pair ends at -1.
+def timestep_pairs(T: int, steps: int, spacing: float = 1.0, start: int | None = None) -> list[tuple[int, int]]:
+    """Timesteps from `start` (default T-1) down to 0, paired with the next one; the last pair ends at -1.
 
-    spacing p >= 1 places step i of S at t_i = (T-1)(1 - (i / (S-1))^p): p = 1 spaces them evenly (DDIM's
-    "linspace"), p = 2 puts more of them near t = T and takes longer strides near t = 0. Rounding to integers
-    keeps them strictly decreasing (a step that would repeat its predecessor's t moves one down)."""
-    if not 1 <= steps <= T:
-        raise ValueError(f"steps must be between 1 and T={T}, got {steps}")
+    spacing p >= 1 places step i of S at t_i = start (1 - (i / (S-1))^p): p = 1 spaces them evenly (DDIM's
+    "linspace"), p = 2 puts more of them near t = start and takes longer strides near t = 0. Rounding to integers
+    keeps them strictly decreasing (a step that would repeat its predecessor's t moves one down). A start below
+    T-1 begins the reverse process part way, from a noised input (SDEdit, editing.py)."""
+    top = T - 1 if start is None else start
+    if not 0 <= top <= T - 1:
+        raise ValueError(f"start must be a timestep between 0 and T-1={T - 1}, got {start}")
+    if not 1 <= steps <= top + 1:
+        limit = f"T={T}" if start is None else f"start + 1 = {top + 1}"
+        raise ValueError(f"steps must be between 1 and {limit}, got {steps}")
     if not spacing >= 1:  # also refuses nan
         raise ValueError(f"spacing must be >= 1 (1 = evenly spaced), got {spacing}")
     u = torch.linspace(0, 1, steps, dtype=torch.float64)
     # p = 1 keeps float32 linspace's rounding, so the evenly spaced steps stay the ones every figure used
-    ts = torch.linspace(T - 1, 0, steps) if spacing == 1 else (T - 1) * (1 - u ** spacing)
+    ts = torch.linspace(top, 0, steps) if spacing == 1 else top * (1 - u ** spacing)
     ts = ts.round().long().tolist()
-    for i in range(1, steps):  # stays >= 0: (T-1)/(S-1) >= 1 leaves room for every step below
+    for i in range(1, steps):  # stays >= 0: top/(S-1) >= 1 leaves room for every step below
         ts[i] = min(ts[i], ts[i - 1] - 1)
     return list(zip(ts, ts[1:] + [-1]))
 

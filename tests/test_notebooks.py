@@ -23,7 +23,7 @@ run_notebooks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(run_notebooks)
 
 TOUR = ["00_quickstart", "01_forward_process", "02_unet", "03_training", "04_sampling", "05_fast_sampling",
-        "06_guidance", "07_evaluation"]
+        "06_guidance", "07_evaluation", "08_editing"]
 PATHS = run_notebooks.notebook_paths()
 CELL_TIMEOUT = 300  # seconds; a smoke-mode cell takes a few
 

@@ -24,8 +24,10 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 OWN = Path(__file__).with_name("sliders.ipynb")
+OWN_PAD = Path(__file__).with_name("pad.ipynb")
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 SLIDER_CALL = re.compile(r"\b(forward_slider|reverse_slider|guidance_slider)\(")
+PAD_CALL = re.compile(r"\bdrawing_pad\(")
 STATUS_VALUE = {"forward": r"t = (\d+)", "reverse": r"step (\d+)/", "guidance": r"w = ([-\d.]+)"}
 HANDLE = ".ddpm-lite-slider .noUi-handle, .ddpm-lite-slider .ui-slider-handle"  # ipywidgets 8, 7
 TRACK = ".ddpm-lite-slider .noUi-base, .ddpm-lite-slider .ui-slider"
@@ -36,6 +38,11 @@ TIMINGS: dict = {}
 def slider_notebooks() -> list[Path]:
     found = [p for p in sorted((REPO / "notebooks").glob("*.ipynb")) if SLIDER_CALL.search(p.read_text())]
     return [OWN, *found]
+
+
+def pad_notebooks() -> list[Path]:
+    found = [p for p in sorted((REPO / "notebooks").glob("*.ipynb")) if PAD_CALL.search(p.read_text())]
+    return [OWN_PAD, *found]
 
 
 def notebook_params():
@@ -89,8 +96,8 @@ def lab_root(root: Path) -> Path:
     """Copies of the notebooks, so running them writes nothing into the repository (their assets land in root)."""
     (root / "notebooks").mkdir(parents=True)
     (root / "assets").mkdir()
-    for nb in slider_notebooks():
-        shutil.copy(nb, root / ("" if nb == OWN else "notebooks") / nb.name)
+    for nb in {*slider_notebooks(), *pad_notebooks()}:
+        shutil.copy(nb, root / ("" if nb in (OWN, OWN_PAD) else "notebooks") / nb.name)
     for name in ("ddpm_lite", "checkpoints"):
         (root / name).symlink_to(REPO / name)
     return root
@@ -251,3 +258,70 @@ def test_sliders_respond_in_the_browser(lab, notebook):
         page.screenshot(path=str(ARTIFACTS / f"{notebook.stem}-end.png"), full_page=True)
         page.close()
         TIMINGS[f"{notebook.stem}: total, s"] = round(time.monotonic() - start, 1)
+
+
+def pad_params():
+    """pad.ipynb in the default suite (under a minute); the course notebooks with a pad, each run in full, as slow."""
+    return [pytest.param(nb, id=nb.stem, marks=() if nb == OWN_PAD else pytest.mark.slow) for nb in pad_notebooks()]
+
+
+def pad_status(box) -> tuple[int, str]:
+    status = box.locator(".ddpm-lite-status").inner_text()
+    match = re.search(r"t0 = (\d+)", status)
+    assert match, f"status line {status!r} does not name t0"
+    return int(match.group(1)), status
+
+
+def draw_stroke(page, canvas):
+    """A mouse stroke over the canvas: press, a bar across the lower half in small moves with a tail, release."""
+    area = canvas.bounding_box()
+    at = lambda fx, fy: (area["x"] + fx * area["width"], area["y"] + fy * area["height"])  # noqa: E731
+    page.mouse.move(*at(0.15, 0.6))
+    page.mouse.down()
+    page.mouse.move(*at(0.85, 0.6), steps=10)
+    page.mouse.move(*at(0.8, 0.9), steps=5)
+    page.mouse.up()
+
+
+@pytest.mark.parametrize("notebook", pad_params())
+def test_drawing_pad_responds_in_the_browser(lab, notebook):
+    server, browser, _ = lab
+    start, problems = time.monotonic(), []
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    shot = lambda step: str(ARTIFACTS / f"{notebook.stem}-pad-{step}.png")  # noqa: E731
+    try:
+        run_all_cells(page, server, notebook.name if notebook == OWN_PAD else f"notebooks/{notebook.name}")
+        TIMINGS[f"{notebook.stem}: open and run, s"] = round(time.monotonic() - start, 1)
+        assert page_errors(page) == []
+        box = page.locator(".ddpm-lite-pad").first
+        box.scroll_into_view_if_needed()
+        canvas = box.locator(".ddpm-lite-canvas canvas, canvas.ddpm-lite-canvas").first
+        canvas.wait_for(state="visible", timeout=30_000)  # the ipycanvas widget loaded
+        box.screenshot(path=shot("0-initial"))
+        t0, status = pad_status(box)
+        assert "my drawing" not in status and "is not installed" not in box.inner_text()
+
+        move(page, box, lambda: draw_stroke(page, canvas), "pad: stroke -> new picture, ms")
+        box.screenshot(path=shot("1-stroke"))
+        assert "my drawing" in pad_status(box)[1] and "the pad is empty" not in pad_status(box)[1]
+
+        box.locator(HANDLE).first.focus()
+        move(page, box, lambda: page.keyboard.press("ArrowRight"), "pad: t0 key press -> new picture, ms")
+        box.screenshot(path=shot("2-t0"))
+        moved, status = pad_status(box)
+        assert moved > t0 and "my drawing" in status
+        assert float(box.locator(".ddpm-lite-slider .widget-readout").inner_text()) == moved
+
+        digit = box.locator("select").first
+        move(page, box, lambda: digit.select_option(digit.evaluate("s => s.options[4].value")),
+             "pad: digit menu -> new picture, ms")
+        assert "digit 3" in pad_status(box)[1]
+        move(page, box, lambda: box.locator(".ddpm-lite-clear").click(), "pad: clear -> new picture, ms")
+        box.screenshot(path=shot("3-clear"))
+        assert "the pad is empty" in pad_status(box)[1]
+        assert page_errors(page) == [] and problems == [], f"uncaught errors in the page: {problems}"
+    finally:
+        page.screenshot(path=str(ARTIFACTS / f"{notebook.stem}-pad-end.png"), full_page=True)
+        page.close()
+        TIMINGS[f"{notebook.stem}: pad total, s"] = round(time.monotonic() - start, 1)

@@ -1,0 +1,158 @@
+"""Editing images with a trained DDPM and no retraining: SDEdit (Meng et al. 2022) and inpainting (Lugmayr et al.
+2022, RePaint).
+
+SDEdit: noise an input x0 to step t0 with the forward process (Ho et al. 2020, Eq. 4), then run the reverse process
+from there (samplers.reverse_process). t0 is the paper's t: 0 returns the input, T keeps almost nothing of it; in
+between, a small t0 keeps the details and a large t0 only the rough shape. The run from t0 keeps the stride of a
+full run of `steps`, so it takes steps * t0 / T network evaluations (at least one).
+
+Inpainting: after every reverse step the known pixels (mask = 1) are replaced by the input noised to that step and
+the unknown ones (mask = 0) keep the model's step (RePaint, Eq. 8). Pasting alone leaves seams: the model's step
+never saw the pasted pixels, only its own guess of them. RePaint's resampling noises the result back up `jump` steps
+with the forward process (Eq. 2 over several steps) and runs them again, `resample` times per block of steps, so the
+two regions have time to agree.
+
+Both take the settings, labels, guidance and torch.Generator of samplers.sample; noise is drawn on the CPU. Labels
+default to "none" (the "no label" path), so the input decides the digit unless one is asked for.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .data import to_model_range
+from .diffusion import q_sample
+from .samplers import SamplerSettings, resolve_labels, reverse_process, settings_of, timestep_pairs
+from .schedule import Schedule
+
+MASKS = ("left", "right", "top", "bottom", "centre", "random")  # the region a mask hides
+
+
+def check_input(x0) -> torch.Tensor:
+    """Images (N, C, H, W) in [-1, 1] as float32 (uint8 pixels are converted)."""
+    x = torch.as_tensor(x0)
+    if x.dim() != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(x.shape)}; add axes with x[None] or "
+                         f"x[:, None]")
+    if x.dtype == torch.uint8:
+        return to_model_range(x)
+    x = x.float()
+    if x.min() < -1.001 or x.max() > 1.001:
+        raise ValueError(f"images must be in [-1, 1], got [{x.min():.3g}, {x.max():.3g}]; convert 0..255 pixels "
+                         f"with ddpm_lite.to_model_range")
+    return x
+
+
+def noise_to(schedule: Schedule, x0: torch.Tensor, t0: int, generator=None) -> torch.Tensor:
+    """x0 noised to the paper's step t0: Eq. 4 at code index t0 - 1, eps drawn on the CPU; t0 = 0 returns x0."""
+    if not 0 <= t0 <= schedule.T:
+        raise ValueError(f"t0 must be between 0 (the input itself) and T={schedule.T}, got {t0}")
+    if t0 == 0:
+        return x0.clone()
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+    return q_sample(schedule, x0, torch.full((len(x0),), t0 - 1, device=x0.device), eps)
+
+
+def edit_pairs(schedule: Schedule, s: SamplerSettings, t0: int) -> list[tuple[int, int]]:
+    """Timestep pairs from code index t0 - 1 down to -1, at the stride of a full run of s's steps."""
+    steps = min(max(1, math.ceil(s.resolved_steps(schedule.T) * t0 / schedule.T)), t0)  # at most every step
+    return timestep_pairs(schedule.T, steps, s.spacing, start=t0 - 1)
+
+
+def _setup(model, x0, labels, generator, overrides):
+    """(settings, images, labels for each) for one editing call; labels as samplers.resolve_labels takes them,
+    None meaning the settings' choice, as in sample()."""
+    s = settings_of(model).with_overrides(**overrides)
+    x0 = check_input(x0)
+    seed = generator.initial_seed() if generator is not None else None
+    labels = resolve_labels(s.labels if labels is None else labels, len(x0), model.config.num_classes, seed)
+    return s, x0, labels
+
+
+def sdedit(model, schedule: Schedule, x0, t0: int, *, labels="none", generator=None, device=None,
+           progress: bool = False, **settings) -> torch.Tensor:
+    """SDEdit (Meng et al. 2022): x0 (N, C, H, W) in [-1, 1] noised to the paper's step t0, then denoised.
+
+    t0 = 0 returns x0. The first draw from `generator` is the forward noise, so noise_to with an equally seeded
+    generator gives the x_t0 the reverse process starts from. labels and settings as in samplers.sample; give a
+    digit (and guidance w) to turn a sketch into that digit."""
+    s, x0, labels = _setup(model, x0, labels, generator, settings)
+    if t0 == 0:
+        return x0.clone()
+    device = torch.device(device or next(model.parameters()).device)
+    xt = noise_to(schedule, x0, t0, generator).to(device)  # (N, C, H, W) at code index t0 - 1
+    return reverse_process(model, schedule, xt, edit_pairs(schedule, s, t0), s, labels=labels, generator=generator,
+                           progress=progress)
+
+
+def check_mask(mask, x0: torch.Tensor) -> torch.Tensor:
+    """A 0/1 mask (1 = known pixel) broadcast to x0's shape, as float32."""
+    m = torch.as_tensor(mask).float()
+    if not ((m == 0) | (m == 1)).all():
+        raise ValueError("mask must hold 0 (pixel to fill) and 1 (known pixel) only")
+    try:
+        return m.expand_as(x0).clone()
+    except RuntimeError:
+        raise ValueError(f"mask of shape {tuple(m.shape)} does not broadcast to the images' "
+                         f"{tuple(x0.shape)}") from None
+
+
+def make_mask(hide: str, size: int = 28, keep: float = 0.5, generator=None) -> torch.Tensor:
+    """A (1, 1, size, size) mask, 1 = known: `hide` names the region to fill (a half, the centre square, or random
+    pixels, each kept with probability `keep`)."""
+    m, h = torch.ones(1, 1, size, size), size // 2
+    regions = {"left": (slice(None), slice(0, h)), "right": (slice(None), slice(h, None)),
+               "top": (slice(0, h), slice(None)), "bottom": (slice(h, None), slice(None)),
+               "centre": (slice(size // 4, size - size // 4),) * 2}
+    if hide == "random":
+        return (torch.rand(m.shape, generator=generator) < keep).float()
+    if hide not in regions:
+        raise ValueError(f"unknown mask {hide!r}; choose one of {', '.join(MASKS)}")
+    m[(..., *regions[hide])] = 0
+    return m
+
+
+def jump_up(schedule: Schedule, x: torch.Tensor, t_from: int, t_to: int, generator=None) -> torch.Tensor:
+    """q(x_{t_to} | x_{t_from}) for t_to > t_from (code indices, -1 = clean): Eq. 2 over the steps in between,
+    x_to = sqrt(ab_to / ab_from) x + sqrt(1 - ab_to / ab_from) z."""
+    ab = torch.cat([schedule.alpha_bars, torch.ones(1)]).double()  # index -1 -> alpha_bar = 1
+    ratio = float(ab[t_to] / ab[t_from])
+    z = torch.randn(x.shape, generator=generator).to(x.device)
+    return math.sqrt(ratio) * x + math.sqrt(1 - ratio) * z
+
+
+def repaint_blocks(pairs, jump: int) -> list[list[tuple[int, int]]]:
+    """The timestep pairs cut into blocks of `jump` steps: the stretch a resampling jump goes back over."""
+    if jump < 1:
+        raise ValueError(f"jump must be a positive number of steps, got {jump}")
+    return [pairs[i:i + jump] for i in range(0, len(pairs), jump)]
+
+
+def inpaint(model, schedule: Schedule, x0, mask, *, jump: int = 1, resample: int = 1, labels="none",
+            generator=None, device=None, progress: bool = False, **settings) -> torch.Tensor:
+    """Fill the pixels of x0 (N, C, H, W) in [-1, 1] where mask = 0; known pixels (mask = 1) come back unchanged.
+
+    resample = 1 only pastes the known pixels after each step; resample = r > 1 runs each block of `jump` steps r
+    times, noising back up between runs (RePaint, Alg. 1). Costs resample * steps network evaluations. labels and
+    settings as in samplers.sample; dpm++ restarts its second-order memory at each block."""
+    s, x0, labels = _setup(model, x0, labels, generator, settings)
+    if resample < 1:
+        raise ValueError(f"resample must be a positive number of runs per block, got {resample}")
+    device = torch.device(device or next(model.parameters()).device)
+    x0, mask = x0.to(device), check_mask(mask, x0).to(device)
+
+    def paste(t_prev, x):  # RePaint Eq. 8: known pixels from the forward process of x0, unknown ones from the model
+        known = x0 if t_prev < 0 else noise_to(schedule, x0, t_prev + 1, generator)
+        return mask * known + (1 - mask) * x
+    x = torch.randn(x0.shape, generator=generator).to(device)  # x_T
+    blocks = repaint_blocks(timestep_pairs(schedule.T, s.resolved_steps(schedule.T), s.spacing), jump)
+    runs = [(block, r) for block in blocks for r in range(resample)]
+    if progress:
+        from tqdm.auto import tqdm
+        runs = tqdm(runs, desc=f"inpaint: {s.sampler}, {len(blocks)} blocks x {resample}")
+    for block, r in runs:
+        if r > 0:  # resampling jump: back to the block's first step, then through the block again
+            x = jump_up(schedule, x, block[-1][1], block[0][0], generator)
+        x = reverse_process(model, schedule, x, block, s, labels=labels, generator=generator, after_step=paste)
+    return x
