@@ -47,8 +47,7 @@ def figure(name: str) -> Path:
     return figure_dir() / name
 
 
-def savefig(fig, name: str) -> Path:
-    """Write a matplotlib figure as `name` (see figure_dir); returns its path."""
-    path = figure(name)
-    fig.savefig(path, bbox_inches="tight")
-    return path
+def savefig(fig, name: str) -> None:
+    """Write a matplotlib figure as `name` (see figure_dir). Returns nothing, so that as a cell's last line it
+    displays nothing (a path would show a machine path); `figure(name)` is where it went."""
+    fig.savefig(figure(name), bbox_inches="tight")
