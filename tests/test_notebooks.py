@@ -108,7 +108,7 @@ def test_exercises_have_revealable_solutions_and_the_notebook_ends_well(path):
     assert all(c.metadata.get("jupyter", {}).get("source_hidden") for c in solutions), "solutions start collapsed"
     assert any(c.cell_type == "markdown" and "Exercise" in c.source for c in nb.cells)
     ending = "\n".join(c.source for c in nb.cells[-3:] if c.cell_type == "markdown")
-    assert "What to take away" in ending and ("Next" in ending or "Further reading" in ending), \
+    assert "What to take away" in ending and ("next" in ending.lower() or "Further reading" in ending), \
         f"{path.name} ends with what to take away and what comes next"
 
 
