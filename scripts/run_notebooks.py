@@ -10,7 +10,9 @@ rewritten from REPO below, the one place the GitHub org/repo is named. After it,
 execution timing metadata and widget state are dropped, a slider's output becomes a one-line note (sliders
 need a kernel; a static twin sits beside each), and a tqdm progress widget becomes its final text line.
 A notebook with an error output or a machine path in its outputs fails the run and is not written.
-The kernel imports ddpm_lite from this checkout (its root goes first on PYTHONPATH).
+The kernel imports ddpm_lite from this checkout (its root goes first on PYTHONPATH). Only a full run written in
+place (`make notebooks`) sets DDPM_LITE_ASSETS, so only it writes the figures in assets/ (ddpm_lite.course); a
+smoke run, a run with --out and a learner's own run write figures to a temporary folder.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
+ASSETS = ROOT / "assets"
 REPO, BRANCH = "ddpm-lite/ddpm-lite", "main"  # GitHub org/repo for the Colab badge and the Colab clone
 BADGE_TAG, SETUP_TAG = "colab-badge", "colab-setup"
 SLIDER_NOTE = ("[interactive widget: run this cell in Jupyter or Colab to use it; "
@@ -53,7 +56,7 @@ if "google.colab" in sys.modules:
 
 
 def notebook_paths(prefixes=()) -> list[Path]:
-    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))  # 00_quickstart ... 04b_score_view ...
     return [p for p in paths if not prefixes or any(p.name.startswith(pre) for pre in prefixes)]
 
 
@@ -69,25 +72,30 @@ def sync_header(nb, name: str):
     return nb
 
 
-def kernel_env(fast: bool) -> dict:
-    """The kernel's environment: this checkout first on PYTHONPATH, the smoke switch, an absolute data root."""
+def kernel_env(fast: bool, assets: bool = False) -> dict:
+    """The kernel's environment: this checkout first on PYTHONPATH, the smoke switch, an absolute data root, and
+    DDPM_LITE_ASSETS (figures into assets/) only when `assets` is asked for."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env.pop("DDPM_LITE_FAST", None)
+    env.pop("DDPM_LITE_ASSETS", None)
     if fast:
         env["DDPM_LITE_FAST"] = "1"
+    if assets:
+        env["DDPM_LITE_ASSETS"] = str(ASSETS)
     if env.get("DDPM_LITE_DATA"):  # the kernel runs in notebooks/: a relative root would point elsewhere
         env["DDPM_LITE_DATA"] = str(Path(env["DDPM_LITE_DATA"]).expanduser().resolve())
     return env
 
 
-def execute(nb, fast: bool, timeout: int = 600):
-    """Run every cell of nb (in notebooks/, so relative paths resolve as when a reader runs it); returns nb."""
+def execute(nb, fast: bool, timeout: int = 600, assets: bool = False):
+    """Run every cell of nb (in notebooks/, so relative paths resolve as when a reader runs it); returns nb.
+    assets=True lets it write its figures into assets/ (a full in-place run only)."""
     from nbclient import NotebookClient
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=True,
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
-    client.execute(env=kernel_env(fast))
+    client.execute(env=kernel_env(fast, assets))
     return nb
 
 
@@ -159,7 +167,7 @@ def run_one(path: Path, fast: bool, timeout: int, out_dir: Path | None) -> tuple
     sync_header(nb, path.name)
     start = time.perf_counter()
     try:
-        execute(nb, fast, timeout)
+        execute(nb, fast, timeout, assets=not fast and out_dir is None)
     except Exception as e:  # CellExecutionError carries the cell and its traceback
         return time.perf_counter() - start, [f"{type(e).__name__}: {str(e)[-2000:]}"]
     seconds = time.perf_counter() - start

@@ -1,7 +1,8 @@
 """The tutorial notebooks: the committed outputs are clean, and every notebook runs top to bottom in smoke mode.
 
-Smoke mode is the notebooks' own switch (DDPM_LITE_FAST=1: fewer samples and steps, figures to a temporary
-folder); it must not write into the repository. The committed outputs come from a full run of
+Smoke mode is the notebooks' own switch (DDPM_LITE_FAST=1 through ddpm_lite.course: fewer samples and steps); it
+must not write into the repository. Figures reach assets/ only through ddpm_lite.course when
+scripts/run_notebooks.py runs in full mode in place (`make notebooks`); a learner's run writes none there. The committed outputs come from a full run of
 `python scripts/run_notebooks.py`, which shares its execution and checks with these tests.
 """
 from __future__ import annotations
@@ -22,8 +23,8 @@ _spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts"
 run_notebooks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(run_notebooks)
 
-TOUR = ["00_quickstart", "01_forward_process", "02_unet", "03_training", "04_sampling", "05_fast_sampling",
-        "06_guidance", "07_evaluation", "08_editing"]
+TOUR = ["00_quickstart", "01_forward_process", "02_unet", "03_training", "04_sampling", "04b_score_view",
+        "05_fast_sampling", "06_guidance", "07_evaluation", "08_editing"]
 PATHS = run_notebooks.notebook_paths()
 CELL_TIMEOUT = 300  # seconds; a smoke-mode cell takes a few
 
@@ -70,7 +71,9 @@ def test_notebook_uses_the_library_and_short_cells(path):
     assert re.search(r"^import ddpm_lite$", source, re.M)
     redefined = set(re.findall(r"^def (\w+)", source, re.M)) & set(ddpm_lite.__all__)
     assert not redefined, f"{path.name} redefines library functions {redefined}; import them instead"
-    assert "DDPM_LITE_FAST" in source
+    assert "course." in source, "sizes and figure paths go through ddpm_lite.course (the smoke switch, assets/)"
+    assert "DDPM_LITE_FAST" not in source and "assets" not in source, \
+        "smoke switch and figure folder live in ddpm_lite.course, not in the notebook"
     assert statistics.median(len(c.source.splitlines()) for c in cells[2:]) <= 8  # story in markdown, code short
 
 
@@ -91,3 +94,25 @@ def test_notebook_runs_in_smoke_mode(path, monkeypatch):
     nb = run_notebooks.execute(read(path), fast=True, timeout=CELL_TIMEOUT)  # raises CellExecutionError on failure
     assert run_notebooks.problems(run_notebooks.clean(nb, fast=True)) == []
     assert _snapshot() == before, f"{path.name} wrote into the repository in smoke mode"
+
+
+def _solutions(nb) -> list:
+    return [c for c in code_cells(nb) if "solution" in c.metadata.get("tags", [])]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_exercises_have_revealable_solutions_and_the_notebook_ends_well(path):
+    nb = read(path)
+    solutions = _solutions(nb)
+    assert len(solutions) >= 2, f"{path.name}: two or three exercises, each with a solution cell"
+    assert all(c.metadata.get("jupyter", {}).get("source_hidden") for c in solutions), "solutions start collapsed"
+    assert any(c.cell_type == "markdown" and "Exercise" in c.source for c in nb.cells)
+    ending = "\n".join(c.source for c in nb.cells[-3:] if c.cell_type == "markdown")
+    assert "What to take away" in ending and ("next" in ending.lower() or "Further reading" in ending), \
+        f"{path.name} ends with what to take away and what comes next"
+
+
+def test_the_last_notebook_closes_the_series():
+    last = "\n".join(c.source for c in read(PATHS[-1]).cells if c.cell_type == "markdown")
+    for needed in ("Further reading", "diffusers", "DDPMScheduler", "UNet2DModel", "guidance_scale"):
+        assert needed in last

@@ -42,6 +42,7 @@ def test_the_readme_python_example_runs_as_written(release, tmp_path, monkeypatc
     exec(compile(blocks[0], "README.md", "exec"), scope)
     assert (tmp_path / "digits.png").is_file()
     assert scope["x"].shape == (64, 1, 28, 28) and scope["sevens"].shape == (16, 1, 28, 28)
+    assert scope["plain"].shape == (16, 1, 28, 28)  # any setting can be given
 
 
 def test_sampling_with_no_settings_is_the_recommended_fast_setting(release):
