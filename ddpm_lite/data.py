@@ -25,6 +25,21 @@ def to_model_range(x_uint8: torch.Tensor) -> torch.Tensor:
     return x_uint8.float() / 127.5 - 1
 
 
+def check_images(images) -> torch.Tensor:
+    """Images (N, 1 or 3, H, W) as float32 in [-1, 1]: uint8 pixels are converted, floats must already be in range."""
+    x = torch.as_tensor(images)
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (N, 1, H, W) or (N, 3, H, W), got {tuple(x.shape)}; "
+                         f"add the missing axes with images[:, None] or image[None]")
+    if x.dtype == torch.uint8:
+        return to_model_range(x)
+    x = x.float()
+    if x.min() < -1.001 or x.max() > 1.001:
+        raise ValueError(f"images must be in [-1, 1], got values in [{x.min():.3g}, {x.max():.3g}]; "
+                         f"convert 0..255 pixels with ddpm_lite.to_model_range")
+    return x
+
+
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """Model range [-1, 1] -> [0, 1] for plots and image files (clamped)."""
     return ((x + 1) / 2).clamp(0, 1)

@@ -21,27 +21,12 @@ import math
 
 import torch
 
-from .data import to_model_range
+from .data import check_images
 from .diffusion import q_sample
 from .samplers import SamplerSettings, resolve_labels, reverse_process, settings_of, timestep_pairs
 from .schedule import Schedule
 
 MASKS = ("left", "right", "top", "bottom", "centre", "random")  # the region a mask hides
-
-
-def check_input(x0) -> torch.Tensor:
-    """Images (N, C, H, W) in [-1, 1] as float32 (uint8 pixels are converted)."""
-    x = torch.as_tensor(x0)
-    if x.dim() != 4:
-        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(x.shape)}; add axes with x[None] or "
-                         f"x[:, None]")
-    if x.dtype == torch.uint8:
-        return to_model_range(x)
-    x = x.float()
-    if x.min() < -1.001 or x.max() > 1.001:
-        raise ValueError(f"images must be in [-1, 1], got [{x.min():.3g}, {x.max():.3g}]; convert 0..255 pixels "
-                         f"with ddpm_lite.to_model_range")
-    return x
 
 
 def noise_to(schedule: Schedule, x0: torch.Tensor, t0: int, generator=None) -> torch.Tensor:
@@ -64,7 +49,7 @@ def _setup(model, x0, labels, generator, overrides):
     """(settings, images, labels for each) for one editing call; labels as samplers.resolve_labels takes them,
     None meaning the settings' choice, as in sample()."""
     s = settings_of(model).with_overrides(**overrides)
-    x0 = check_input(x0)
+    x0 = check_images(x0)
     seed = generator.initial_seed() if generator is not None else None
     labels = resolve_labels(s.labels if labels is None else labels, len(x0), model.config.num_classes, seed)
     return s, x0, labels

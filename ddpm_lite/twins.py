@@ -11,7 +11,8 @@ import torch
 
 from .schedule import Schedule
 from .viz import grid_uint8, save_gif, upscale, write_gif
-from .widgets import check_images, digit_noise, forward_xt, guided_samples, reverse_picture, reverse_trajectory
+from .data import check_images
+from .widgets import digit_noise, forward_xt, guided_samples, reverse_picture, reverse_trajectory
 
 
 def _save_rows(path, rows, row_labels, col_labels=(), cell=30) -> Path:

@@ -21,7 +21,7 @@ import traceback
 import numpy as np
 import torch
 
-from .data import to_model_range
+from .data import check_images
 from .diffusion import q_sample
 from .samplers import Trajectory, sample, sample_trajectory
 from .schedule import Schedule
@@ -40,20 +40,6 @@ def forward_xt(schedule: Schedule, x0: torch.Tensor, eps: torch.Tensor, t: int) 
     if not 0 <= t <= schedule.T:
         raise ValueError(f"t must be between 0 (clean) and T={schedule.T}, got {t}")
     return x0 if t == 0 else q_sample(schedule, x0, torch.full((len(x0),), t - 1), eps)
-
-
-def check_images(images) -> torch.Tensor:
-    x = torch.as_tensor(images)
-    if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"images must have shape (N, 1, H, W) or (N, 3, H, W), got {tuple(x.shape)}; "
-                         f"add the channel axis with images[:, None]")
-    if x.dtype == torch.uint8:
-        return to_model_range(x)
-    x = x.float()
-    if x.min() < -1.001 or x.max() > 1.001:
-        raise ValueError(f"images must be in [-1, 1], got values in [{x.min():.3g}, {x.max():.3g}]; "
-                         f"convert 0..255 pixels with ddpm_lite.to_model_range")
-    return x
 
 
 def reverse_trajectory(source, schedule=None, sampler=None, steps=None, n=8, labels=None, seed=0) -> Trajectory:
