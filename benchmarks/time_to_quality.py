@@ -45,11 +45,13 @@ def training_minutes(ckpt: dict) -> float | None:
 
 @torch.inference_mode()
 def quality(model, schedule, classifier, n: int, steps: int, seed: int, batch: int = 250) -> tuple[float, float]:
-    """(confident share, class balance) of n DDIM samples, rounded to uint8 as `sample --npy` writes them."""
+    """(confident share, class balance) of n plain DDIM samples (eta 0, no epsilon scaling, the "no label" path,
+    whatever the checkpoint recommends), rounded to uint8 as `sample --npy` writes them."""
     from ddpm_lite.metrics import class_balance, confident_share, embed
     g, images = torch.Generator().manual_seed(seed), []
     for i in range(0, n, batch):
-        images.append(to_uint8(sample(model, schedule, min(batch, n - i), steps=steps, generator=g)))
+        images.append(to_uint8(sample(model, schedule, min(batch, n - i), sampler="ddim", steps=steps, eta=0.0,
+                                      eps_scaling=1.0, labels="none", generator=g)))
     probs = embed(classifier, torch.cat(images))[1]
     return confident_share(probs), class_balance(probs.argmax(1)) + 0.0  # + 0.0: no "-0.000"
 

@@ -21,4 +21,8 @@ stage() {  # stage DIR "START_ARGS" ARGS...: resume DIR if it holds a checkpoint
 stage "$RUNS/stage1" "" --steps 4500 --seed 0 --export "$RUNS/stage1.pt"
 # Stage 2: fine-tune stage 1's EMA weights; label dropout 0.2 (more "no label" training), lr 5e-4.
 stage "$RUNS/stage2" "--init $RUNS/stage1.pt" --steps 8000 --lr 5e-4 --warmup 200 --label-dropout 0.2 --seed 1 \
-  --ckpt-every 250 --export "$EXPORT"
+  --ckpt-every 250
+# The release file: EMA weights plus the sampling settings it recommends (measured on the shipped weights, model
+# card; a retrained model may want others: measure before shipping).
+"$PY" -m ddpm_lite export "$RUNS/stage2/last.pt" "$EXPORT" --sampler ddim --steps 20 --eta 0.7 --eps-scaling 0.98 \
+  --label random
