@@ -22,6 +22,7 @@ import torch
 
 from . import checkpoint, distributed
 from .data import DATASETS, load_images, to_model_range
+from .devices import mps_available
 from .diffusion import loss as diffusion_loss
 from .errors import TrainingDiverged
 from .schedule import KINDS as SCHEDULES
@@ -112,10 +113,6 @@ def _is_device(name) -> bool:
         return name == "auto" or torch.device(name).type in ("cpu", "cuda", "mps")
     except (RuntimeError, TypeError):
         return False
-
-
-def mps_available() -> bool:
-    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def pick_device(name: str = "auto", ranks: distributed.Ranks | None = None) -> torch.device:

@@ -163,7 +163,7 @@ def test_python_m_ddpm_lite_runs_in_a_fresh_process(capsys, tiny_ckpts, tmp_path
 ])
 def test_sample_float_flags_reach_the_sampler_and_bad_ones_are_refused(capsys, tiny_ckpts, tmp_path, monkeypatch,
                                                                        flag, values, bad, message):
-    from ddpm_lite.cli import sample as sample_cmd
+    from ddpm_lite.cli import sample_command as sample_cmd
     seen, key = [], flag[2:].replace("-", "_")
     real = sample_cmd.sample
     monkeypatch.setattr(sample_cmd, "sample", lambda model, *a, **kw: seen.append(getattr(model.sampling, key))
@@ -253,7 +253,7 @@ def test_export_records_sampling_flags_as_the_recommendation(capsys, tiny_ckpts,
 
 
 def test_a_path_that_cannot_be_written_gets_one_line_before_any_work(capsys, tiny_ckpts, tmp_path, monkeypatch):
-    from ddpm_lite.cli import sample as sample_cmd
+    from ddpm_lite.cli import sample_command as sample_cmd
     monkeypatch.setattr(sample_cmd, "sample", lambda *a, **kw: pytest.fail("sampled before checking the output"))
     (tmp_path / "file").write_text("in the way")
     result = run_cli(capsys, *sample_args(tiny_ckpts.cond, tmp_path, "--npy", tmp_path / "file" / "x.npy"))
@@ -265,7 +265,7 @@ def test_a_path_that_cannot_be_written_gets_one_line_before_any_work(capsys, tin
 
 def test_a_failing_write_still_gets_one_line(capsys, tiny_ckpts, tmp_path, monkeypatch):
     """Past the checks (a disk that fills up, a folder removed meanwhile): OSError becomes one line too."""
-    from ddpm_lite.cli import sample as sample_cmd
+    from ddpm_lite.cli import sample_command as sample_cmd
 
     def full_disk(*a, **kw):
         raise OSError(28, "No space left on device", str(tmp_path / "s.png"))

@@ -10,18 +10,18 @@ import sys
 
 from ..distributed import is_main_process
 from ..errors import DdpmLiteError
-from . import benchmark, classifier, evaluate, sample, train
+from . import benchmark_command, classifier_command, evaluate_command, sample_command, train_command
 from .args import Parser
 
 OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "not enough memory")
 # name: (add the sub-command's arguments, run it)
 COMMANDS = {
-    "sample": (sample.add_arguments, sample.run),
-    "train": (train.add_arguments, train.run),
-    "export": (train.add_export, train.run_export),
-    "evaluate": (evaluate.add_arguments, evaluate.run),
-    "train-classifier": (classifier.add_arguments, classifier.run),
-    "benchmark": (benchmark.add_arguments, benchmark.run),
+    "sample": (sample_command.add_arguments, sample_command.run),
+    "train": (train_command.add_arguments, train_command.run),
+    "export": (train_command.add_export, train_command.run_export),
+    "evaluate": (evaluate_command.add_arguments, evaluate_command.run),
+    "train-classifier": (classifier_command.add_arguments, classifier_command.run),
+    "benchmark": (benchmark_command.add_arguments, benchmark_command.run),
 }
 
 

@@ -9,6 +9,7 @@ import argparse
 import math
 from pathlib import Path
 
+from ..devices import missing_device
 from ..samplers import LABEL_CHOICES, PRECISIONS, SAMPLERS, VARIANCES, SamplerSettings
 
 
@@ -88,20 +89,9 @@ def label_spec(s: str):
 
 def device_name(s: str) -> str:
     """A torch device this machine has: cpu, cuda, cuda:N or mps."""
-    import torch
-    from ..train import mps_available
-    try:
-        device = torch.device(s)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a device; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{s!r}: PyTorch sees no CUDA GPU on this machine; use cpu (or, on a machine "
-                                         f"with an NVIDIA GPU, a CUDA build of torch)")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"{s!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                                         f"numbered from 0")
-    if device.type == "mps" and not mps_available():
-        raise argparse.ArgumentTypeError(f"{s!r}: Apple's MPS is not available on this machine; use cpu")
+    why = missing_device(s)
+    if why:
+        raise argparse.ArgumentTypeError(why)
     return s
 
 
