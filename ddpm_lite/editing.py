@@ -23,7 +23,7 @@ import torch
 
 from .data import check_images
 from .diffusion import q_sample
-from .samplers import SamplerSettings, resolve_labels, reverse_process, settings_of, timestep_pairs
+from .samplers import SamplerSettings, reverse_process, settings_and_labels, timestep_pairs
 from .schedule import Schedule
 
 MASKS = ("left", "right", "top", "bottom", "centre", "random")  # the region a mask hides
@@ -48,10 +48,8 @@ def edit_pairs(schedule: Schedule, s: SamplerSettings, t0: int) -> list[tuple[in
 def _setup(model, x0, labels, generator, overrides):
     """(settings, images, labels for each) for one editing call; labels as samplers.resolve_labels takes them,
     None meaning the settings' choice, as in sample()."""
-    s = settings_of(model).with_overrides(**overrides)
     x0 = check_images(x0)
-    seed = generator.initial_seed() if generator is not None else None
-    labels = resolve_labels(s.labels if labels is None else labels, len(x0), model.config.num_classes, seed)
+    s, labels = settings_and_labels(model, len(x0), labels, generator, overrides)
     return s, x0, labels
 
 

@@ -113,7 +113,6 @@ class DrawingPad(SliderWidget):
                              continuous_update=False, layout=W.Layout(width="420px"))
         self._build(slider, [self.digit_menu, self.sketch_menu], [W.Image(format="png")])
         self.container.children = (self._pad_row(W), *self.container.children)
-        self.container.add_class("ddpm-lite-widget")
 
     def _pad_row(self, W):
         """The canvas with its clear button, or a note saying why there is none."""

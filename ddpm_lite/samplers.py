@@ -267,17 +267,23 @@ def reverse_process(model, schedule: Schedule, x: torch.Tensor, pairs, settings:
     return x
 
 
+def settings_and_labels(model, n: int, labels, generator, overrides: dict):
+    """(settings, labels for n samples) of one call: the model's settings with the caller's overrides, and the
+    labels spec resolved (None: the settings' choice; "random" seeded like the generator)."""
+    s = settings_of(model).with_overrides(**overrides)
+    seed = generator.initial_seed() if generator is not None else None
+    return s, resolve_labels(s.labels if labels is None else labels, n, model.config.num_classes, seed)
+
+
 def _setup(model, schedule, n, x_T, labels, generator, overrides):
     """(settings, n, labels for all n, timestep pairs) for one call of sample / sample_trajectory."""
-    s = settings_of(model).with_overrides(**overrides)
     if x_T is not None:
         if n is not None and n != len(x_T):
             raise ValueError(f"n = {n} but x_T holds {len(x_T)} samples; give one of them")
         n = len(x_T)
     if n is None or n < 1:
         raise ValueError(f"n must be a positive number of samples (or give x_T), got {n}")
-    seed = generator.initial_seed() if generator is not None else None
-    labels = resolve_labels(s.labels if labels is None else labels, n, model.config.num_classes, seed)
+    s, labels = settings_and_labels(model, n, labels, generator, overrides)
     return s, n, labels, timestep_pairs(schedule.T, s.resolved_steps(schedule.T), s.spacing)
 
 

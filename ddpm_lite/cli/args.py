@@ -1,5 +1,6 @@
 """Argument types that know their ranges, the parser, and the sampling flags that `sample`, `evaluate` and `export`
-share, declared once from the library's own constants. A leaf of the command line: it imports the library only.
+share, declared once from the library's own constants, with the checks that need a checkpoint or the file system.
+A leaf of the command line: it imports the library only.
 
 A bad value fails in the parser with one line and exit status 2, before any file is read.
 """
@@ -7,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
+from .. import checkpoint
 from ..devices import missing_device
-from ..samplers import LABEL_CHOICES, PRECISIONS, SAMPLERS, VARIANCES, SamplerSettings
+from ..errors import UsageError
+from ..samplers import LABEL_CHOICES, PRECISIONS, SAMPLERS, VARIANCES, SamplerSettings, resolve_labels
 
 
 class Parser(argparse.ArgumentParser):
@@ -151,10 +155,7 @@ def sampler_overrides(args) -> dict:
 
 def settings_from(args, ckpt: dict):
     """The sampling flags checked against a loaded checkpoint: (SamplerSettings, labels for all --n or None)."""
-    from ..checkpoint import sampling_settings
-    from ..errors import UsageError
-    from ..samplers import resolve_labels
-    s = sampling_settings(ckpt).with_overrides(**sampler_overrides(args))
+    s = checkpoint.sampling_settings(ckpt).with_overrides(**sampler_overrides(args))
     if args.eta and s.sampler == "ddpm":
         raise UsageError(f"--eta (the sampler's noise) applies to --sampler ddim or dpm++ only, not {s.sampler}")
     T = ckpt["schedule"]["T"]
@@ -172,10 +173,18 @@ def settings_from(args, ckpt: dict):
     return s, labels
 
 
+def model_for(args):
+    """(model carrying the checked sampling settings, schedule, labels for all --n) from --checkpoint and the
+    sampling flags, every check done before the weights are built."""
+    ckpt = checkpoint.load(args.checkpoint or checkpoint.default_checkpoint())
+    settings, labels = settings_from(args, ckpt)
+    model, schedule = checkpoint.build(ckpt, device=args.device)
+    model.sampling = settings
+    return model, schedule, labels
+
+
 def check_fits(n: int, model_config: dict) -> None:
     """Refuse, before any work, a sample count whose images alone would not fit in this machine's memory."""
-    import os
-    from ..errors import UsageError
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # not on this platform: the allocator's own error still reads well
@@ -191,8 +200,6 @@ def check_fits(n: int, model_config: dict) -> None:
 def check_writable(*paths) -> None:
     """Refuse, before any work, an output file that cannot be written: its nearest existing folder must be a
     writable folder, and the file itself no folder."""
-    import os
-    from ..errors import UsageError
     for path in filter(None, paths):
         path = Path(path)
         if path.is_dir():

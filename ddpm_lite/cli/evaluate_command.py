@@ -19,7 +19,7 @@ from ..data import to_uint8
 from ..errors import UsageError
 from ..metrics import CONFIDENT, K, evaluate, table
 from ..samplers import sample
-from .args import Help, add_sampling, check_writable, settings_from
+from .args import Help, add_sampling, check_writable, model_for
 
 NAME, HELP = "evaluate", "FID, precision/recall and class scores of samples, beside real MNIST"
 
@@ -70,15 +70,11 @@ def check_args(args) -> None:
 
 def model_and_labels(args):
     """(model with its checked settings, schedule, labels), loaded before any sampling starts."""
-    ckpt = checkpoint.load(args.checkpoint or checkpoint.default_checkpoint())
-    settings, labels = settings_from(args, ckpt)
     if torch.device(args.device).type == "cuda":
         # fp32 means fp32: cuDNN's default TF32 convolutions round to 10 mantissa bits, and the first DDIM step
         # from t = T multiplies rounding errors by 1 / sqrt(alpha_bar) (~20,000 here)
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    model, schedule = checkpoint.build(ckpt, device=args.device)
-    model.sampling = settings
-    return model, schedule, labels
+    return model_for(args)
 
 
 def generate(model, schedule, labels, args) -> torch.Tensor:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from .. import checkpoint
 from ..samplers import sample, sample_trajectory
 from ..viz import save_gif, save_grid, to_npy
-from .args import Help, add_sampling, check_writable, settings_from
+from .args import Help, add_sampling, check_writable, model_for
 
 NAME, HELP = "sample", "generate images from a checkpoint (default: the shipped one)"
 DESCRIPTION = ("Draw digits. Every sampling flag left out takes the checkpoint's recommended setting (the shipped "
@@ -28,10 +27,7 @@ def add_arguments(sub) -> None:
 
 def run(args) -> int:
     check_writable(args.out, args.gif, args.npy)
-    ckpt = checkpoint.load(args.checkpoint or checkpoint.default_checkpoint())
-    settings, labels = settings_from(args, ckpt)
-    model, schedule = checkpoint.build(ckpt, device=args.device)
-    model.sampling = settings
+    model, schedule, labels = model_for(args)
     g = torch.Generator().manual_seed(args.seed)
     if args.gif:  # the first batch with its trajectory, then the rest: the same draws as without --gif
         first = min(args.n, args.batch_size)
