@@ -82,6 +82,10 @@ class LabServer:
             body = r.read()
         return json.loads(body) if body else None
 
+    def log_tail(self, lines: int = 30) -> str:
+        self.log.flush()
+        return "\n".join(Path(self.log.name).read_text(errors="replace").splitlines()[-lines:])
+
     def lab_url(self, relpath: str) -> str:
         return f"{self.url}/lab/tree/{relpath}?reset&token={self.token}"  # reset: no tabs left open by an earlier test
 
@@ -136,8 +140,37 @@ def image_bytes(image) -> bytes:
     return base64.b64decode(image.evaluate(IMAGE_BYTES))
 
 
+KERNEL_STATE = """() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const dialogs = Array.from(document.querySelectorAll('.jp-Dialog')).map(d => d.innerText.trim());
+  const s = w && w.sessionContext;
+  const k = s && s.session && s.session.kernel;
+  return (!w ? 'no current widget' : !s ? 'no session context' : !k ? 'no kernel (session ' +
+          (s.session ? 'started' : 'none') + ')' : 'kernel ' + k.status) +
+         (dialogs.length ? '; dialogs: ' + dialogs.join(' | ') : ''); }"""
+
+
 def wait_idle(page, timeout_ms: float = 60_000):
     page.wait_for_function(KERNEL_IDLE, timeout=timeout_ms, polling=50)
+
+
+def open_notebook(page, server: LabServer, relpath: str, timeout_ms: float = 180_000, shot: Path | None = None):
+    """Open a notebook and wait for its kernel to be idle; one reload if it is not, then fail saying what the page
+    and the server showed (kernel state, dialogs, the server log's end)."""
+    page.goto(server.lab_url(relpath))
+    for attempt in (1, 2):
+        try:
+            page.wait_for_selector(".jp-Notebook", timeout=120_000)
+            wait_idle(page, timeout_ms)
+            return
+        except Exception as error:  # noqa: BLE001  (Playwright's TimeoutError)
+            state = page.evaluate(KERNEL_STATE)
+            if shot is not None:
+                page.screenshot(path=str(shot.with_name(f"{shot.stem}-attempt{attempt}.png")), full_page=True)
+            if attempt == 2:
+                raise AssertionError(f"{relpath}: no idle kernel after {timeout_ms / 1000:.0f} s, twice ({state}); "
+                                     f"server log:\n{server.log_tail()}") from error
+            print(f"{relpath}: no idle kernel after {timeout_ms / 1000:.0f} s ({state}); reloading once")
+            page.reload()
 
 
 NEW_SRC_OR_ERROR = """([box, img, old]) => (img.src && img.src !== old) ||

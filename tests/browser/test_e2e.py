@@ -127,10 +127,8 @@ def reference_widgets(notebook: Path, env: dict) -> list:
 
 
 def run_all_cells(page, server, relpath: str):
-    from labdriver import ALL_CELLS_RUN, wait_idle
-    page.goto(server.lab_url(relpath))
-    page.wait_for_selector(".jp-Notebook", timeout=120_000)
-    wait_idle(page, 180_000)
+    from labdriver import ALL_CELLS_RUN, open_notebook, wait_idle
+    open_notebook(page, server, relpath, shot=ARTIFACTS / f"{Path(relpath).stem}-open.png")
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_function(ALL_CELLS_RUN, timeout=480_000, polling=250)
     wait_idle(page, 120_000)
