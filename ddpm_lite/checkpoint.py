@@ -3,6 +3,7 @@
 Layout: {"format": "ddpm-lite", "version": 1, "model_config": {...}, "schedule": {"kind", "T"},
 "ema": state_dict, optionally "sampling" (the SamplerSettings it recommends), and for training checkpoints
 "model", "optimizer", "step", "rng", "train_config", "history"}. A release export keeps only the EMA weights.
+A progress snapshot (progress.py) stores them in float16 and adds "progress"; `load` returns float32 weights.
 Whole modules are never pickled. `read` is the one safe loader for every file ddpm-lite writes or ships.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .unet import UNet, UNetConfig
 
 FORMAT, VERSION = "ddpm-lite", 1
 RELEASE_NAME, CLASSIFIER_NAME = "ddpm_mnist.pt", "mnist_classifier.pt"
+PROGRESS_DIR = "progress"  # the shipped snapshots of one training run, earliest first (progress.py)
 
 
 def shipped(name: str) -> Path:
@@ -32,6 +34,15 @@ def shipped(name: str) -> Path:
     except ImportError:
         raise CheckpointError(f"the shipped file {name} is not installed with ddpm_lite; install the package "
                               f"(pip install . or pip install -e .) or pass a checkpoint path") from None
+
+
+def progress_snapshots() -> list[Path]:
+    """The shipped progress snapshots (checkpoints/progress/*.pt), in training order: their names carry the step."""
+    found = sorted(shipped(PROGRESS_DIR).glob("*.pt"))
+    if not found:
+        raise CheckpointError(f"no progress snapshots are installed in {shipped(PROGRESS_DIR)}; write them with "
+                              f"scripts/export_progress.py (see checkpoints/README.md) or pass snapshot paths")
+    return found
 
 
 def default_checkpoint() -> Path:
@@ -103,8 +114,14 @@ def _check_finite(tree, path, where: str = "") -> None:
 
 
 def load(path, map_location="cpu") -> dict:
-    """Read a ddpm-lite model checkpoint (release export or training state) with `read`."""
-    return read(path, FORMAT, "checkpoint", "train one with `python -m ddpm_lite train`", map_location)
+    """Read a ddpm-lite model checkpoint (release export, progress snapshot or training state) with `read`; weights
+    stored in half precision (progress snapshots) come back as float32, the precision the model computes in."""
+    ckpt = read(path, FORMAT, "checkpoint", "train one with `python -m ddpm_lite train`", map_location)
+    for key in ("ema", "model"):
+        if key in ckpt:
+            ckpt[key] = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v
+                         for k, v in ckpt[key].items()}
+    return ckpt
 
 
 def build(ckpt: dict, weights: str = "ema", device="cpu"):

@@ -12,7 +12,7 @@ import torch
 from .schedule import Schedule
 from .viz import grid_uint8, save_gif, upscale, write_gif
 from .data import check_images
-from .widgets import digit_noise, forward_xt, guided_samples, reverse_picture, reverse_trajectory
+from .widgets import digit_noise, forward_xt, guided_samples, learning_rows, reverse_picture, reverse_trajectory
 
 
 def _save_rows(path, rows, row_labels, col_labels=(), cell=30) -> Path:
@@ -68,3 +68,19 @@ def save_guidance_strip(path, model, schedule, digit=0, scales=(0, 0.5, 1, 2, 3,
     """Static twin of guidance_slider: one row of n samples per guidance scale, same seed in every row."""
     rows = [grid_uint8(guided_samples(model, schedule, digit, w, n, steps, seed), nrow=n) for w in scales]
     return _save_rows(path, rows, [f"w = {w:g}" for w in scales])
+
+
+def save_learning_strip(path, snapshots=None, n=20, labels="all", seed=0, settings=None, nrow=10) -> Path:
+    """Static twin of learning_slider: one row per progress snapshot, labelled with its step and epochs, the same
+    x_T, noise and labels in every row; the columns are headed by the labels of the first line of digits."""
+    rows = learning_rows(snapshots, n, labels, seed, settings, nrow)
+    first = rows[0][0].labels
+    heads = [] if first is None else [str(int(y)) for y in first[:nrow]]
+    names = [_progress_label(snap.progress) for snap, _ in rows]
+    return _save_rows(path, [grid for _, grid in rows], names, heads, cell=rows[0][0].x.shape[-1] + 2)
+
+
+def _progress_label(p) -> str:
+    """"step 250 / 0.53 epochs / 2.7 min" on three lines (no epochs for a dataset of unknown size)."""
+    epochs = [f"{p.epochs:.2f} epochs"] if p.epochs is not None else []
+    return "\n".join([f"step {p.step:,}", *epochs, f"{p.minutes:.1f} min"])

@@ -4,6 +4,7 @@
   with a marker on the alpha_bar_t and SNR curves and the pixel histogram against N(0, 1).
 - reverse_slider: x_t and the predicted x0 at each step of one trajectory, sampled once (Alg. 2, or DDIM Eq. 12).
 - guidance_slider: a grid of samples per guidance scale w (Ho & Salimans 2022, Eq. 6), fixed seed, cached.
+- learning_slider: the same x_T and labels decoded by each progress snapshot of one training run (progress.py).
 
 Slider t is the paper's t in 0..T: t = 0 is the clean digit, t >= 1 is the package's 0-based code index t - 1.
 A move redraws by encoding uint8 arrays as PNG into an ipywidgets.Image: the curves are drawn once by matplotlib,
@@ -21,8 +22,10 @@ import traceback
 import numpy as np
 import torch
 
+from .checkpoint import progress_snapshots
 from .data import check_images
 from .diffusion import q_sample
+from .progress import LEARNING_SETTINGS, snapshot_samples
 from .samplers import Trajectory, sample, sample_trajectory
 from .schedule import Schedule
 from .viz import decode_png, grid_uint8, image_uint8, png, side_by_side, upscale
@@ -66,6 +69,16 @@ def guided_samples(model, schedule, digit: int, w: float, n: int = 8, steps: int
     labels = torch.full((n,), int(digit), dtype=torch.long)
     return sample(model, schedule, n, sampler="ddim", steps=steps, eta=0.0, eps_scaling=1.0, labels=labels,
                   guidance=float(w), generator=torch.Generator().manual_seed(seed))
+
+
+def learning_rows(snapshots=None, n: int = 20, labels="all", seed: int = 0, settings=None, nrow: int = 10):
+    """[(Snapshot, uint8 grid of its n digits)] for each snapshot path (default: the shipped ones, earliest first),
+    all drawn with one sampler and seed (progress.snapshot_samples), so the same x_T and noise in each."""
+    paths = progress_snapshots() if snapshots is None else list(snapshots)
+    if not paths:
+        raise ValueError("no snapshots given; pass checkpoint paths, or None for the shipped ones")
+    drawn = [snapshot_samples(p, n, labels, seed, settings or LEARNING_SETTINGS) for p in paths]
+    return [(snap, grid_uint8(snap.x, nrow)) for snap in drawn]
 
 
 class Panel:
@@ -287,6 +300,26 @@ class GuidanceSlider(SliderWidget):
                            f"steps, seed {self.seed} &middot; {how}")
 
 
+class LearningSlider(SliderWidget):
+    kind = "learning"
+
+    def __init__(self, snapshots=None, n=20, labels="all", seed=0, settings=None, scale=2, nrow=10):
+        import ipywidgets as W
+        self.settings = settings or LEARNING_SETTINGS
+        rows = learning_rows(snapshots, n, labels, seed, self.settings, nrow)
+        self.snapshots = [snap for snap, _ in rows]
+        self.pngs = [png(upscale(grid, scale)) for _, grid in rows]  # sampled once: a move only swaps bytes
+        slider = W.IntSlider(value=1, min=1, max=len(rows), description="snapshot", continuous_update=True,
+                             layout=W.Layout(width="420px"))
+        self._build(slider, [], [W.Image(format="png")])
+
+    def draw(self):
+        k = self.slider.value
+        snap = self.snapshots[k - 1]
+        return [self.pngs[k - 1]], (f"<b>snapshot {k}/{len(self.pngs)}</b> &middot; "
+                                    f"{snap.progress.describe(' &middot; ')} &middot; {snap.sampler}")
+
+
 def forward_slider(images, schedules=("linear", "cosine"), T=1000, **kw) -> ForwardSlider:
     """Slider over t = 0..T for digits (N, C, H, W) in [-1, 1] (uint8 is converted); see ForwardSlider for options."""
     return ForwardSlider(images, schedules, T, **kw)
@@ -300,3 +333,9 @@ def reverse_slider(model, schedule=None, sampler=None, steps=None, n=8, labels=N
 def guidance_slider(model, schedule, scales=(0, 0.5, 1, 2, 3, 4), steps=10, seed=0, **kw) -> GuidanceSlider:
     """Slider over guidance scales w and a digit menu for a class-conditional model; grids are cached."""
     return GuidanceSlider(model, schedule, scales, steps, seed, **kw)
+
+
+def learning_slider(snapshots=None, n=20, labels="all", seed=0, **kw) -> LearningSlider:
+    """Slider over progress snapshots of one run (default: the shipped ones): the same noise and labels decoded by
+    each with one sampler, LEARNING_SETTINGS unless settings= is given; sampled once, when it is built."""
+    return LearningSlider(snapshots, n, labels, seed, **kw)

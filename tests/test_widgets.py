@@ -9,10 +9,11 @@ import torch
 pytest.importorskip("ipywidgets")
 
 from conftest import tiny_unet  # noqa: E402
-from ddpm_lite import twins, widgets  # noqa: E402
+from ddpm_lite import checkpoint, progress, twins, widgets  # noqa: E402
+from ddpm_lite.checkpoint import load_model  # noqa: E402
 from ddpm_lite.data import to_uint8  # noqa: E402
 from ddpm_lite.diffusion import q_sample  # noqa: E402
-from ddpm_lite.samplers import sample, sample_trajectory  # noqa: E402
+from ddpm_lite.samplers import SamplerSettings, sample, sample_trajectory  # noqa: E402
 from ddpm_lite.schedule import Schedule  # noqa: E402
 from ddpm_lite.viz import decode_png, grid_uint8  # noqa: E402
 
@@ -201,3 +202,68 @@ def test_static_twins_write_the_same_pictures(tmp_path, digits):
                  twins.save_guidance_strip(tmp_path / "g.png", model, cosine, digit=1, scales=(0, 3), steps=2,
                                              n=3)):
         assert decode_png(path.read_bytes()).shape[0] > 60
+
+
+@pytest.fixture(scope="module")
+def snapshots(tmp_path_factory):
+    """Three progress snapshots of a pretend run: tiny models at steps 10, 200, 3000, through the real export."""
+    folder, paths = tmp_path_factory.mktemp("progress"), []
+    for k, step in enumerate((10, 200, 3000)):
+        model = tiny_unet(seed=k)
+        ckpt = {"model_config": model.config.to_dict(), "schedule": Schedule.cosine(20).to_dict(),
+                "ema": model.state_dict(), "step": step, "train_config": {"dataset": "mnist", "batch_size": 64},
+                "history": [[step, 1.0 / step, 1e-3, 50.0]], "meta": {"elapsed_s": 6.0 * step}}
+        paths.append(checkpoint.save(progress.snapshot_payload(ckpt), folder / f"step_{step:06d}.pt"))
+    return paths
+
+
+LEARN = dict(sampler="ddim", steps=3, eta=0.7, eps_scaling=0.98)
+
+
+def test_learning_slider_decodes_the_same_noise_with_each_snapshot(snapshots):
+    w = widgets.learning_slider(snapshots, n=6, seed=3, settings=SamplerSettings(**LEARN), nrow=3)
+    shown = {}
+    for k in (3, 1, 2):
+        model, schedule = load_model(snapshots[k - 1])  # the float16 weights, as float32
+        expected = sample(model, schedule, 6, labels=torch.arange(6) % 10, generator=seeded(3), **LEARN)
+        w.slider.value = k
+        assert np.array_equal(w.frame(), big(grid_uint8(expected, 3), 2)), k
+        shown[k] = w.frame()
+    assert not np.array_equal(shown[1], shown[3])  # other weights, other digits
+    w.slider.value = 2
+    step, images, epochs, minutes = 200, "12,800", f"{200 * 64 / 60_000:.2f}", f"{200 * 6.0 / 60:.1f}"
+    assert w.status.value == (f"<b>snapshot 2/3</b> &middot; step {step} &middot; {images} images &middot; "
+                              f"{epochs} epochs &middot; {minutes} min of training &middot; loss 0.0050 &middot; "
+                              f"DDIM 3 steps, eta 0.7, eps / 0.98, seed 3")
+    assert {"ddpm-lite-widget", "ddpm-lite-learning"} <= set(w.container._dom_classes) and w.errors == []
+
+
+def test_learning_slider_default_sampler_is_the_release_setting_with_labels_in_turn(snapshots):
+    w = widgets.learning_slider(snapshots[:1], n=4, seed=0)
+    model, schedule = load_model(snapshots[0])
+    x = sample(model, schedule, 4, labels=torch.arange(4), generator=seeded(0), sampler="ddim", steps=20, eta=0.7,
+               eps_scaling=0.98)
+    assert np.array_equal(w.frame(), big(grid_uint8(x, 10), 2))
+    assert "DDIM 20 steps, eta 0.7, eps / 0.98, seed 0" in w.status.value
+    with pytest.raises(ValueError, match="no snapshots"):
+        widgets.learning_slider([])
+
+
+def test_learning_twin_shows_the_same_pictures_in_rows(snapshots, tmp_path, monkeypatch):
+    settings = SamplerSettings(**LEARN)
+    w = widgets.learning_slider(snapshots, n=6, seed=3, settings=settings, nrow=3, scale=1)
+    drawn, save_rows = {}, twins._save_rows
+
+    def spy(path, rows, *args, **kw):  # the rows the figure is drawn from
+        drawn.update(rows=rows, args=args)
+        return save_rows(path, rows, *args, **kw)
+    monkeypatch.setattr(twins, "_save_rows", spy)
+    path = twins.save_learning_strip(tmp_path / "learn.png", snapshots, n=6, seed=3, settings=settings, nrow=3)
+    for k, row in enumerate(drawn["rows"], start=1):
+        w.slider.value = k
+        assert np.array_equal(row, w.frame()), k
+    names, heads = drawn["args"]
+    assert names == ["step 10\n0.01 epochs\n1.0 min", "step 200\n0.21 epochs\n20.0 min",
+                     "step 3,000\n3.20 epochs\n300.0 min"]
+    assert heads == ["0", "1", "2"]  # the labels of the first line of digits
+    assert decode_png(path.read_bytes()).shape[0] > 3 * 60
