@@ -70,7 +70,17 @@ def _torchvision_dataset(name: str, root: Path, train: bool, download: bool | No
     try:
         return cls(root=str(root), train=train, download=True)
     except Exception as e:  # URLError, HTTP 403 from a mirror, no network at all
+        _remove_if_empty(root / cls.__name__ / "raw", root / cls.__name__)
         raise DataNotFoundError(_missing_message(cls.__name__, root, f"the download failed: {e}")) from None
+
+
+def _remove_if_empty(*folders: Path) -> None:
+    """A failed download leaves torchvision's empty NAME/raw folders behind; remove them, only if empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, not there, or not ours to remove
+            pass
 
 
 def _missing_message(name: str, root: Path, why: str) -> str:

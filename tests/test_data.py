@@ -1,4 +1,6 @@
 """Range conversions (exact), the real MNIST files, and clear errors when data is missing."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -127,3 +129,20 @@ def test_an_empty_folder_an_empty_class_and_a_broken_picture_are_named(tmp_path)
     (tmp_path / "classes" / "dog" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataNotFoundError, match=r"broken.png is not a picture that can be read .*remove it"):
         load_images("folder", root=tmp_path / "classes")
+
+
+def test_a_failed_download_says_so_and_leaves_no_empty_folders(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    from torchvision import datasets
+
+    class FashionMNIST:  # as torchvision behaves without a network: makes FashionMNIST/raw, then fails
+        def __init__(self, root, train, download):
+            if not download:
+                raise RuntimeError("Dataset not found. You can use download=True to download it")
+            (Path(root) / "FashionMNIST" / "raw").mkdir(parents=True)
+            raise URLError("Name or service not known")
+    monkeypatch.setattr(datasets, "FashionMNIST", FashionMNIST)
+    with pytest.raises(DataNotFoundError, match="FashionMNIST was not found under .* the download failed: .*Name or"):
+        load_images("fashion-mnist", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
