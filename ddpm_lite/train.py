@@ -14,6 +14,7 @@ import math
 import numbers
 import platform
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -221,9 +222,10 @@ def train(cfg: TrainConfig, model_cfg: UNetConfig = UNetConfig(), *, resume: boo
     ranks = distributed.launched()
     distributed.check_batch_size(cfg.batch_size, ranks)
     device = pick_device(cfg.device, ranks)
-    with distributed.session(ranks, device), distributed.run_folder(cfg.out_dir, ranks):
+    with distributed.session(ranks, device), distributed.run_folder(cfg.out_dir, ranks), ExitStack() as stack:
         run = _setup(cfg, model_cfg, ranks, device, resume=resume, data=data)
-        bar = _progress_bar(run) if progress and distributed.is_main(ranks) else None
+        # closed however the run ends: an interrupted run's bar stops at its last step, not when it is collected
+        bar = stack.enter_context(_progress_bar(run)) if progress and distributed.is_main(ranks) else None
         window, t_start = [], time.time()
         while run.step < run.cfg.steps:
             loss = _step(run)
@@ -237,8 +239,6 @@ def train(cfg: TrainConfig, model_cfg: UNetConfig = UNetConfig(), *, resume: boo
                 _save(run)
             if callback:
                 callback(run.step, loss, run.model, run.ema)
-        if bar:
-            bar.close()
         return _payload(run)
 
 

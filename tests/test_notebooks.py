@@ -24,7 +24,8 @@ run_notebooks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(run_notebooks)
 
 TOUR = ["00_quickstart", "01_forward_process", "02_unet", "03_training", "04_sampling", "04b_score_view",
-        "05_fast_sampling", "06_guidance", "07_evaluation", "08_editing"]
+        "05_fast_sampling", "06_guidance", "07_evaluation", "08_editing", "09_train_your_own"]
+SERIES_END = "08_editing"  # the summary of the series; 09 (training on your own data) is the practice after it
 PATHS = run_notebooks.notebook_paths()
 CELL_TIMEOUT = 300  # seconds; a smoke-mode cell takes a few
 
@@ -112,7 +113,9 @@ def test_exercises_have_revealable_solutions_and_the_notebook_ends_well(path):
         f"{path.name} ends with what to take away and what comes next"
 
 
-def test_the_last_notebook_closes_the_series():
-    last = "\n".join(c.source for c in read(PATHS[-1]).cells if c.cell_type == "markdown")
-    for needed in ("Further reading", "diffusers", "DDPMScheduler", "UNet2DModel", "guidance_scale"):
+def test_the_series_closes_with_a_summary_and_points_to_training_your_own():
+    last = "\n".join(c.source for c in read(ROOT / "notebooks" / f"{SERIES_END}.ipynb").cells
+                     if c.cell_type == "markdown")
+    for needed in ("Further reading", "diffusers", "DDPMScheduler", "UNet2DModel", "guidance_scale",
+                   "09_train_your_own.ipynb"):
         assert needed in last

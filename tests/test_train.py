@@ -323,3 +323,18 @@ def test_a_read_only_run_folder_fails_before_training_and_keeps_its_checkpoint(t
     finally:
         tmp_path.chmod(0o755)
     assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_an_interrupted_run_closes_its_progress_bar_at_the_step_it_stopped(tmp_path, data, monkeypatch):
+    import io
+
+    from tqdm import tqdm
+    bars = []
+
+    def progress_bar(run):
+        bars.append(tqdm(total=run.cfg.steps, initial=run.step, file=io.StringIO()))
+        return bars[-1]
+    monkeypatch.setattr(sys.modules["ddpm_lite.train"], "_progress_bar", progress_bar)
+    with pytest.raises(Stop):
+        train(config(tmp_path), MODEL_CFG, data=data, callback=stop_at(2))
+    assert bars[0].n == 2 and bars[0].disable  # tqdm.close() disables the bar: closed now, not when collected
