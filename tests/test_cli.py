@@ -306,3 +306,20 @@ def test_a_second_training_run_on_the_same_folder_gets_one_line(capsys, mnist, t
     with run_folder(tmp_path / "run", None):
         result = run_cli(capsys, "train", "--steps", "2", *TINY_FLAGS, "--out", tmp_path / "run")
     assert_usage_error(result, "error: another training run is using run folder")
+
+
+@pytest.mark.parametrize("classes, expected", [(12, 12), (0, None)])
+def test_train_on_a_folder_takes_its_classes_from_the_folder(capsys, tmp_path, classes, expected):
+    """12 class subfolders give a 12-class network (the command once fixed 10); a flat folder an unconditional one."""
+    from PIL import Image
+    root = tmp_path / "pictures"
+    for i in range(24):
+        folder = root / (f"class{i % classes:02d}" if classes else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((28, 28), 10 * i, dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", "--dataset", "folder", "--data-root", root, "--steps", "2",
+                             *TINY_FLAGS, "--out", run)
+    assert code == 0, err
+    from ddpm_lite import checkpoint
+    assert checkpoint.load(run / "last.pt")["model_config"]["num_classes"] == expected

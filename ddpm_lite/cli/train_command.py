@@ -10,6 +10,7 @@ from .. import checkpoint
 from ..data import DATASETS, load_images
 from ..distributed import is_main_process
 from ..errors import UsageError
+from ..plan import model_config_for
 from ..schedule import KINDS
 from ..train import RANGES, TrainConfig, train
 from ..unet import UNetConfig
@@ -87,12 +88,14 @@ def check_args(args) -> None:
         raise UsageError(f"--init {args.init}: no such file; pass a checkpoint such as checkpoints/ddpm_mnist.pt")
 
 
-def configs(args, n_images: int) -> tuple[TrainConfig, UNetConfig]:
-    colour = args.dataset == "cifar10"
-    model_cfg = UNetConfig(in_channels=args.channels or (3 if colour else 1),
-                           image_size=args.image_size or (32 if colour else 28), base_channels=args.base_channels,
-                           channel_mults=args.channel_mults, num_res_blocks=args.num_res_blocks,
-                           attention_levels=args.attention_levels, num_classes=None if args.unconditional else 10)
+def configs(args, images, labels) -> tuple[TrainConfig, UNetConfig]:
+    """Channels, size and classes from the data (a folder may hold any number of classes, or one: unconditional);
+    the architecture and the recipe from the flags."""
+    shaped = model_config_for(images, labels)
+    model_cfg = replace(shaped, base_channels=args.base_channels, channel_mults=args.channel_mults,
+                        num_res_blocks=args.num_res_blocks, attention_levels=args.attention_levels,
+                        num_classes=None if args.unconditional else shaped.num_classes)
+    n_images = len(images)
     steps = args.steps or (math.ceil(args.epochs * n_images / args.batch_size) if args.epochs else TrainConfig.steps)
     names = {f.name for f in fields(TrainConfig)}
     kw = {k: v for k, v in vars(args).items() if k in names}
@@ -103,14 +106,11 @@ def configs(args, n_images: int) -> tuple[TrainConfig, UNetConfig]:
 def run(args) -> int:
     check_args(args)
     colour = args.dataset == "cifar10"
-    data = load_images(args.dataset, args.data_root, train=True, image_size=args.image_size or (32 if colour else 28),
-                       channels=args.channels or (3 if colour else 1))
-    cfg, model_cfg = configs(args, len(data[0]))
-    if data[0].shape[1:] != (model_cfg.in_channels, model_cfg.image_size, model_cfg.image_size):
-        raise UsageError(f"data has shape {tuple(data[0].shape[1:])} per image but the model expects "
-                         f"({model_cfg.in_channels}, {model_cfg.image_size}, {model_cfg.image_size}); "
-                         f"set --channels and --image-size")
-    ckpt = train(cfg, model_cfg, resume=args.resume, progress=not args.no_progress, data=data)
+    images, labels = load_images(args.dataset, args.data_root, train=True,
+                                 image_size=args.image_size or (32 if colour else 28),
+                                 channels=args.channels or (3 if colour else 1))
+    cfg, model_cfg = configs(args, images, labels)
+    ckpt = train(cfg, model_cfg, resume=args.resume, progress=not args.no_progress, data=(images, labels))
     if not is_main_process():  # under torchrun rank 0 reports and exports
         return 0
     print(f"trained {ckpt['step']} steps; final loss {ckpt['history'][-1][1]:.4f}; checkpoint {cfg.out_dir}/last.pt")
