@@ -137,11 +137,13 @@ def real_row(classifier, ref: Reference, n: int, seed: int = 0, data_root=None, 
     return scores(feats, probs, ref, labels[idx], seed=seed)
 
 
-def evaluate(images, labels=None, classifier=None, seed: int = 0, data_root=None, batch_size: int = 1000) -> dict:
-    """{"model": figures for the images, "real": the real-data row at the same n}."""
+def evaluate(images, labels=None, classifier=None, seed: int = 0, data_root=None, batch_size: int = 1000,
+             ref: Reference | None = None) -> dict:
+    """{"model": figures for the images, "real": the real-data row at the same n}.
+    ref: reference(classifier) computed once, for scoring several image sets against the same test digits."""
     from .classifier import load_classifier
     classifier = classifier or load_classifier()
-    ref = reference(classifier, data_root, batch_size)
+    ref = ref if ref is not None else reference(classifier, data_root, batch_size)
     feats, probs = embed(classifier, images, batch_size)
     return {"model": scores(feats, probs, ref, labels, seed=seed),
             "real": real_row(classifier, ref, len(feats), seed, data_root, batch_size)}

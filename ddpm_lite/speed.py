@@ -10,6 +10,7 @@ speed does not depend on the weights. Every ratio compares figures measured in t
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -24,9 +25,6 @@ from .samplers import sample
 from .schedule import Schedule
 from .unet import UNet, UNetConfig, count_parameters
 
-# UNet2DModel's up blocks hold one residual block more than ours, so equal widths (32, 64, 64) give it 1.11 M
-# parameters; (24, 56, 56) is the closest match in multiples of 8: 817,529 against our 799,873.
-MATCHED_WIDTHS = (24, 56, 56)
 SMOKE = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=(1,), groups=4, image_size=8)
 
 
@@ -74,6 +72,20 @@ def diffusers_sample(unet, cfg: UNetConfig, n: int, *, sampler, steps, labels, g
     return x
 
 
+def matched_widths(cfg: UNetConfig) -> tuple:
+    """The UNet2DModel widths whose parameter count comes closest to our UNet's: multiples of cfg.groups, from half
+    of our width to all of it, equal where our levels' widths are equal and never narrower deeper down.
+
+    UNet2DModel's up blocks hold one residual block more than ours, so equal widths are larger: (32, 64, 64) gives
+    it 1.11 M parameters; the default UNetConfig's match is (24, 56, 56), 817,529 against our 799,873."""
+    target, mults = count_parameters(UNet(cfg)), sorted(set(cfg.channel_mults))
+    options = [range(max(cfg.groups, cfg.base_channels * m // 2 // cfg.groups * cfg.groups),
+                     cfg.base_channels * m + 1, cfg.groups) for m in mults]
+    shapes = [dict(zip(mults, ws)) for ws in itertools.product(*options) if list(ws) == sorted(ws)]
+    widths = [tuple(shape[m] for m in cfg.channel_mults) for shape in shapes]
+    return min(widths, key=lambda ws: abs(count_parameters(diffusers_unet(cfg, ws)) - target))
+
+
 def theirs(cfg: UNetConfig, widths: tuple) -> Contender:
     unet = diffusers_unet(cfg, widths)
     return Contender("diffusers", unet, lambda x, t, y: unet(x, t, class_labels=y).sample,
@@ -88,7 +100,7 @@ def contenders(args, cfg: UNetConfig) -> tuple[list, str]:
         import diffusers
     except ImportError:
         return [ours(cfg)], "diffusers is not installed (pip install 'ddpm-lite[bench]'): its columns are skipped"
-    widths = args.diffusers_widths or (MATCHED_WIDTHS if cfg == UNetConfig() else cfg_widths(cfg))
+    widths = args.diffusers_widths or (matched_widths(cfg) if cfg == UNetConfig() else cfg_widths(cfg))
     return [ours(cfg), theirs(cfg, widths)], f"diffusers {diffusers.__version__}, UNet2DModel widths {widths}"
 
 

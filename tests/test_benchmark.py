@@ -72,3 +72,17 @@ def test_format_table_aligns_columns():
     lines = text.splitlines()
     assert lines[0] == "name       value"
     assert lines[2] == "a              1" and lines[3] == "long name     22"
+
+
+@pytest.mark.skipif(not HAS_DIFFUSERS, reason="diffusers is not installed (pip install -e '.[bench]')")
+def test_matched_widths_come_closest_to_our_parameter_count():
+    from ddpm_lite.speed import diffusers_unet, matched_widths
+    from ddpm_lite.unet import UNet, UNetConfig, count_parameters
+    cfg = UNetConfig(in_channels=1, image_size=28, base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1,
+                     attention_levels=(2,), num_classes=10, groups=8, dropout=0.0)  # the default of sessions 1-7
+    assert matched_widths(cfg) == (24, 56, 56)
+    ours = count_parameters(UNet(cfg))
+
+    def gap(widths):
+        return abs(count_parameters(diffusers_unet(cfg, widths)) - ours)
+    assert all(gap((24, 56, 56)) < gap(w) for w in [(24, 48, 48), (24, 64, 64), (16, 56, 56), (32, 56, 56)])
