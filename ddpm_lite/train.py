@@ -26,6 +26,7 @@ from .data import DATASETS, load_images, to_model_range
 from .devices import mps_available
 from .diffusion import loss as diffusion_loss
 from .errors import TrainingDiverged
+from .samplers import SamplerSettings
 from .schedule import KINDS as SCHEDULES
 from .schedule import Schedule
 from .unet import UNet, UNetConfig
@@ -202,8 +203,19 @@ class _Run:
     batches: Batches | None = None
 
 
+# How a model of this recipe is best sampled: what the release checkpoint measured best (checkpoints/README.md:
+# DDIM 20, eta 0.7, eps / 0.98, a random label each). Every training checkpoint and its export carries it, so a
+# model you trained samples at its best with no flags, like the shipped one; an unconditional model has no labels.
+RECIPE_SAMPLING = SamplerSettings(sampler="ddim", steps=20, eta=0.7, eps_scaling=0.98, labels="random")
+
+
+def recommended_sampling(model_cfg: UNetConfig) -> SamplerSettings:
+    return RECIPE_SAMPLING if model_cfg.num_classes else replace(RECIPE_SAMPLING, labels=None)
+
+
 def _payload(run: _Run) -> dict:
     return {"model_config": run.model_cfg.to_dict(), "schedule": run.schedule.to_dict(),
+            "sampling": recommended_sampling(run.model_cfg).to_dict(),
             "model": run.model.state_dict(), "ema": run.ema.state_dict(), "optimizer": run.opt.state_dict(),
             "step": run.step, "train_config": asdict(run.cfg), "rng": {"torch": torch.get_rng_state()},
             "history": run.history,
