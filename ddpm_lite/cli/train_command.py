@@ -19,6 +19,8 @@ from .args import (Help, add_sampler_settings, device_name, int_tuple, nonneg_fl
 
 NAME, HELP = "train", "train a UNet noise predictor (resumable)"
 
+DEFAULT_EPOCHS = 2.0  # a run's length unless --steps or --epochs: issue #18's budget (benchmarks/README.md)
+
 
 def ranged(name: str):
     """An argparse type for a TrainConfig field: the library's own range (train.RANGES), checked at parse time."""
@@ -45,8 +47,9 @@ def add_arguments(sub) -> None:
     p.add_argument("--dataset", default=d.dataset, type=one_of(DATASETS, "dataset"))
     p.add_argument("--data-root", default=None, help="folder holding MNIST/ etc. (default: $DDPM_LITE_DATA or "
                                                      "~/.cache/ddpm_lite/data)")
-    p.add_argument("--steps", type=ranged("steps"), default=None, help=f"optimizer steps (default {d.steps})")
-    p.add_argument("--epochs", type=positive_float, default=None, help="alternative to --steps: passes over the data")
+    p.add_argument("--steps", type=ranged("steps"), default=None, help="optimizer steps (default: --epochs')")
+    p.add_argument("--epochs", type=positive_float, default=None,
+                   help=f"passes over the data, instead of --steps (default: {DEFAULT_EPOCHS:g})")
     p.add_argument("--batch-size", type=ranged("batch_size"), default=d.batch_size)
     p.add_argument("--lr", type=ranged("lr"), default=d.lr)
     p.add_argument("--warmup", type=ranged("warmup"), default=d.warmup, help="linear learning-rate warm-up steps")
@@ -96,7 +99,7 @@ def configs(args, images, labels) -> tuple[TrainConfig, UNetConfig]:
                         num_res_blocks=args.num_res_blocks, attention_levels=args.attention_levels,
                         num_classes=None if args.unconditional else shaped.num_classes)
     n_images = len(images)
-    steps = args.steps or (math.ceil(args.epochs * n_images / args.batch_size) if args.epochs else TrainConfig.steps)
+    steps = args.steps or math.ceil((args.epochs or DEFAULT_EPOCHS) * n_images / args.batch_size)
     names = {f.name for f in fields(TrainConfig)}
     kw = {k: v for k, v in vars(args).items() if k in names}
     kw.update(steps=steps, out_dir=args.out, min_snr_gamma=args.min_snr_gamma or None, data_root=args.data_root)
