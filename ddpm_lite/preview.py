@@ -44,8 +44,10 @@ class Preview:
         """n samples from `ema` (any device) from this preview's fixed noise: (n, C, H, W) in [-1, 1] on the CPU."""
         labels = self.labels if ema.config.num_classes else None
         g = torch.Generator().manual_seed(self.seed)
+        # every knob given, so the live EMA module of a run and the same weights loaded from its checkpoint (whose
+        # model.sampling is the recipe's) draw the same pictures
         return sample(ema, self.schedule, self.n, labels=labels, generator=g, sampler="ddim", steps=self.steps,
-                      eta=0.0, guidance=0.0).cpu()
+                      eta=0.0, eps_scaling=1.0, guidance=0.0).cpu()
 
     def sequence(self) -> tuple[list[int], torch.Tensor]:
         """(steps, frames (F, n, C, H, W)) in step order: for a strip of the run, or viz.save_gif."""
