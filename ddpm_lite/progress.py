@@ -9,7 +9,7 @@ ones. snapshot_samples decodes the same noise with each, with one fixed sampler 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -17,11 +17,12 @@ import torch
 from . import checkpoint
 from .errors import CheckpointError
 from .samplers import SamplerSettings, resolve_labels, sample
+from .train import RECIPE_SAMPLING
 
 TRAIN_IMAGES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}  # one epoch of each training set
-# One sampler for every snapshot: the release's recommended settings (checkpoints/README.md: DDIM, 20 steps,
-# eta 0.7, epsilon scaling 0.98, fp32), with the labels chosen by the caller instead of at random.
-LEARNING_SETTINGS = SamplerSettings(sampler="ddim", steps=20, eta=0.7, eps_scaling=0.98)
+# One sampler for every snapshot: the recipe's (train.RECIPE_SAMPLING: DDIM 20, eta 0.7, eps / 0.98), with the labels
+# chosen by the caller instead of at random.
+LEARNING_SETTINGS = replace(RECIPE_SAMPLING, labels=None)
 
 
 @dataclass(frozen=True)
