@@ -128,7 +128,9 @@ KERNEL_IDLE = """() => { const w = window.jupyterapp && window.jupyterapp.shell.
 ALL_CELLS_RUN = """() => { const w = window.jupyterapp.shell.currentWidget;
   const cells = Array.from(w.content.model.cells).filter(c => c.type === 'code');
   const prompts = Array.from(w.node.querySelectorAll('.jp-InputPrompt')).map(p => p.textContent);
-  return cells.every(c => c.executionCount !== null) && !prompts.some(p => p.includes('*')); }"""
+  const busy = prompts.some(p => p.includes('*'));
+  const failed = cells.some(c => c.outputs && c.outputs.toJSON().some(o => o.output_type === 'error'));
+  return !busy && (failed || cells.every(c => c.executionCount !== null)); }"""  # Run All stops at an error
 IMAGE_BYTES = """async (img) => { const buf = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
   let s = '';
   for (let i = 0; i < buf.length; i += 8192) s += String.fromCharCode.apply(null, buf.subarray(i, i + 8192));

@@ -1,6 +1,7 @@
 """End to end: the sliders in JupyterLab in headless Chromium, moved by keyboard and mouse like a reader would.
 
-For each notebook that builds sliders (tests/browser/sliders.ipynb, and notebooks/*.ipynb that call forward_slider,
+Every course notebook runs in full in the browser (slow): the ones without a widget are only checked to run
+clean, with their figures on the page. For each notebook that builds sliders (tests/browser/sliders.ipynb, and notebooks/*.ipynb that call forward_slider,
 reverse_slider, guidance_slider or learning_slider) the test runs all cells in a private JupyterLab, then per
 slider: presses ArrowRight, presses End, drags the handle, picks another entry in each menu. After each move it
 waits for the picture's src to change and the kernel to go idle, then checks that the status line names the value
@@ -44,6 +45,12 @@ def slider_notebooks() -> list[Path]:
 def pad_notebooks() -> list[Path]:
     found = [p for p in sorted((REPO / "notebooks").glob("*.ipynb")) if PAD_CALL.search(p.read_text())]
     return [OWN_PAD, *found]
+
+
+def plain_notebooks() -> list[Path]:
+    """Course notebooks with neither a slider nor a pad: the browser runs them too, to check they run clean there."""
+    covered = {*slider_notebooks(), *pad_notebooks()}
+    return [p for p in sorted((REPO / "notebooks").glob("*.ipynb")) if p not in covered]
 
 
 def notebook_params():
@@ -97,7 +104,7 @@ def lab_root(root: Path) -> Path:
     """Copies of the notebooks, so running them writes nothing into the repository (their assets land in root)."""
     (root / "notebooks").mkdir(parents=True)
     (root / "assets").mkdir()
-    for nb in {*slider_notebooks(), *pad_notebooks()}:
+    for nb in {*slider_notebooks(), *pad_notebooks(), *plain_notebooks()}:
         shutil.copy(nb, root / ("" if nb in (OWN, OWN_PAD) else "notebooks") / nb.name)
     for name in ("ddpm_lite", "checkpoints"):
         (root / name).symlink_to(REPO / name)
@@ -324,3 +331,33 @@ def test_drawing_pad_responds_in_the_browser(lab, notebook):
         page.screenshot(path=str(ARTIFACTS / f"{notebook.stem}-pad-end.png"), full_page=True)
         page.close()
         TIMINGS[f"{notebook.stem}: pad total, s"] = round(time.monotonic() - start, 1)
+
+
+def committed_images(notebook: Path) -> int:
+    """How many pictures the notebook's committed outputs show (PNG, GIF, JPEG, SVG)."""
+    import nbformat
+    return sum(any(k.startswith("image/") for k in out.get("data", {}))
+               for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"
+               for out in cell.get("outputs", []))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", plain_notebooks(), ids=lambda p: p.stem)
+def test_course_notebook_runs_clean_in_the_browser(lab, notebook):
+    """Run All in JupyterLab (smoke mode): no traceback, no error output, no uncaught page error, and the page
+    shows at least as many pictures as the committed notebook."""
+    server, browser, _ = lab
+    start, problems = time.monotonic(), []
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        run_all_cells(page, server, f"notebooks/{notebook.name}")
+        TIMINGS[f"{notebook.stem}: open and run, s"] = round(time.monotonic() - start, 1)
+        assert page_errors(page) == []
+        assert problems == [], f"uncaught errors in the page: {problems}"
+        shown, committed = page.locator(".jp-OutputArea-output img").count(), committed_images(notebook)
+        assert shown >= committed, f"{notebook.name}: the page shows {shown} pictures, the committed notebook {committed}"
+    finally:
+        page.screenshot(path=str(ARTIFACTS / f"{notebook.stem}-run.png"), full_page=True)
+        page.close()
+        TIMINGS[f"{notebook.stem}: total, s"] = round(time.monotonic() - start, 1)
