@@ -20,7 +20,7 @@ from .samplers import SamplerSettings, resolve_labels, sample
 from .train import RECIPE_SAMPLING
 
 TRAIN_IMAGES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}  # one epoch of each training set
-# One sampler for every snapshot: the recipe's (train.RECIPE_SAMPLING: DDIM 20, eta 0.7, eps / 0.98), with the labels
+# One sampler for every snapshot: the recipe's (train.RECIPE_SAMPLING: DDIM 20, eta 1, eps / 0.98), with the labels
 # chosen by the caller instead of at random.
 LEARNING_SETTINGS = replace(RECIPE_SAMPLING, labels=None)
 
@@ -73,7 +73,7 @@ def snapshot_payload(ckpt: dict) -> dict:
 
 
 def settings_text(s: SamplerSettings, T: int) -> str:
-    """"DDIM 20 steps, eta 0.7, eps / 0.98": the sampler and the knobs that differ from the plain defaults."""
+    """"DDIM 20 steps, eta 1, eps / 0.98": the sampler and the knobs that differ from the plain defaults."""
     parts = [f"{s.sampler.upper()} {s.resolved_steps(T)} steps"] + ([f"eta {s.eta:g}"] if s.sampler != "ddpm" else [])
     parts += [f"eps / {s.eps_scaling:g}"] if s.eps_scaling != 1 else []
     parts += [f"guidance w = {s.guidance:g}"] if s.guidance else []

@@ -238,13 +238,13 @@ def test_learning_slider_decodes_the_same_noise_with_each_snapshot(snapshots):
     assert {"ddpm-lite-widget", "ddpm-lite-learning"} <= set(w.container._dom_classes) and w.errors == []
 
 
-def test_learning_slider_default_sampler_is_the_release_setting_with_labels_in_turn(snapshots):
+def test_learning_slider_default_sampler_is_the_recipes_setting_with_labels_in_turn(snapshots):
     w = widgets.learning_slider(snapshots[:1], n=4, seed=0)
     model, schedule = load_model(snapshots[0])
-    x = sample(model, schedule, 4, labels=torch.arange(4), generator=seeded(0), sampler="ddim", steps=20, eta=0.7,
+    x = sample(model, schedule, 4, labels=torch.arange(4), generator=seeded(0), sampler="ddim", steps=20, eta=1.0,
                eps_scaling=0.98)
     assert np.array_equal(w.frame(), big(grid_uint8(x, 10), 2))
-    assert "DDIM 20 steps, eta 0.7, eps / 0.98, seed 0" in w.status.value
+    assert "DDIM 20 steps, eta 1, eps / 0.98, seed 0" in w.status.value
     with pytest.raises(ValueError, match="no snapshots"):
         widgets.learning_slider([])
 
