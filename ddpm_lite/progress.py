@@ -20,9 +20,10 @@ from .samplers import SamplerSettings, resolve_labels, sample
 from .train import RECIPE_SAMPLING
 
 TRAIN_IMAGES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}  # one epoch of each training set
-# One sampler for every snapshot: the recipe's (train.RECIPE_SAMPLING: DDIM 20, eta 1, eps / 0.98), with the labels
+# One sampler for every snapshot: the recipe's (train.RECIPE_SAMPLING: DDIM 20, eta 1, eps / 0.98) without its
+# guidance, so that the pictures show the network alone (guidance is notebook 06's subject), and with the labels
 # chosen by the caller instead of at random.
-LEARNING_SETTINGS = replace(RECIPE_SAMPLING, labels=None)
+LEARNING_SETTINGS = replace(RECIPE_SAMPLING, labels=None, guidance=0.0)
 
 
 @dataclass(frozen=True)
