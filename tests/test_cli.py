@@ -120,8 +120,11 @@ def test_train_sample_and_export_on_real_mnist(capsys, mnist, tmp_path):
     code, out, err = run_cli(capsys, "train", "--steps", "4", *TINY_FLAGS, "--out", run, "--export", run / "ema.pt")
     assert code == 0, err
     assert "trained 4 steps" in out and "exported EMA weights" in out
+    # the line before the first step: 4 x 8 of MNIST's 60,000 training digits; --device cpu, so no GPU hint
+    assert "training 4 steps (0.000533 epochs of 60,000 images, batch 8) on cpu\n" in err
     code, out, err = run_cli(capsys, "train", "--steps", "6", *TINY_FLAGS, "--out", run, "--resume")
     assert code == 0 and "trained 6 steps" in out, err
+    assert "continuing to 6 steps (0.0008 epochs of 60,000 images, batch 8) on cpu\n" in err
 
     png, gif, npy = tmp_path / "d.png", tmp_path / "d.gif", tmp_path / "d.npy"
     code, out, err = run_cli(capsys, "sample", "--checkpoint", run / "ema.pt", "--n", "10", "--label", "all",
@@ -205,6 +208,21 @@ def test_a_device_this_machine_lacks_is_refused_before_any_work(capsys, monkeypa
     monkeypatch.chdir(tmp_path)  # nothing may be written, no data or checkpoint read
     assert_usage_error(run_cli(capsys, *command, "--device", device), message)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("device, asked, resume, bar, expected", [
+    ("cpu", "auto", False, True, "training 3,750 steps (2 epochs of 60,000 images, batch 32) on cpu; the bar below "
+     "shows the time left. No GPU found, so this runs on the CPU; with one, the same command uses it (on Colab: "
+     "Runtime > Change runtime type > GPU)"),
+    ("cpu", "cpu", False, False, "training 3,750 steps (2 epochs of 60,000 images, batch 32) on cpu"),
+    ("cuda", "auto", True, True, "continuing to 3,750 steps (2 epochs of 60,000 images, batch 32) on cuda; the bar "
+     "below shows the time left"),
+])
+def test_the_train_command_says_what_it_will_do_and_where(device, asked, resume, bar, expected):
+    """The default run (2 epochs = 3,750 steps of 32); the GPU hint only where auto found no GPU."""
+    from ddpm_lite.cli.train_command import start_line
+    from ddpm_lite.train import TrainConfig
+    assert start_line(TrainConfig(steps=3750), 60_000, device, asked=asked, resume=resume, bar=bar) == expected
 
 
 def test_train_accepts_auto_and_sample_a_present_device():

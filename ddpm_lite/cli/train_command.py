@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
 from .. import checkpoint
 from ..data import DATASETS, load_images
-from ..distributed import is_main_process
+from ..distributed import is_main_process, launched
 from ..errors import UsageError
 from ..plan import model_config_for
 from ..schedule import KINDS
-from ..train import RANGES, TrainConfig, train
+from ..train import RANGES, TrainConfig, pick_device, train
 from ..unet import UNetConfig
 from .args import (Help, add_sampler_settings, device_name, int_tuple, nonneg_float, one_of, positive_float,
                    positive_int, sampler_overrides)
@@ -106,6 +107,21 @@ def configs(args, images, labels) -> tuple[TrainConfig, UNetConfig]:
     return TrainConfig(**kw), model_cfg
 
 
+def start_line(cfg: TrainConfig, n_images: int, device, *, asked: str = "auto", resume: bool = False,
+               bar: bool = True) -> str:
+    """What the run is about to do and where, before the first step (the progress bar then counts the time left).
+    On a CPU picked because there is no GPU (`asked` auto) it says that a GPU would be used, and where to get one."""
+    epochs = cfg.steps * cfg.batch_size / n_images
+    line = (f"{'continuing to' if resume else 'training'} {cfg.steps:,} steps ({epochs:.3g} epochs of {n_images:,} "
+            f"images, batch {cfg.batch_size}) on {device}")
+    if bar:
+        line += "; the bar below shows the time left"
+    if str(device) == "cpu" and asked == "auto":
+        line += (". No GPU found, so this runs on the CPU; with one, the same command uses it "
+                 "(on Colab: Runtime > Change runtime type > GPU)")
+    return line
+
+
 def run(args) -> int:
     check_args(args)
     colour = args.dataset == "cifar10"
@@ -113,6 +129,9 @@ def run(args) -> int:
                                  image_size=args.image_size or (32 if colour else 28),
                                  channels=args.channels or (3 if colour else 1))
     cfg, model_cfg = configs(args, images, labels)
+    if launched() is None:  # a plain process (torchrun's ranks each pick their own); stderr, with the bar
+        print(start_line(cfg, len(images), pick_device(cfg.device), asked=cfg.device,
+                         resume=args.resume, bar=not args.no_progress), file=sys.stderr, flush=True)
     ckpt = train(cfg, model_cfg, resume=args.resume, progress=not args.no_progress, data=(images, labels))
     if not is_main_process():  # under torchrun rank 0 reports and exports
         return 0
