@@ -340,17 +340,20 @@ def test_an_interrupted_run_closes_its_progress_bar_at_the_step_it_stopped(tmp_p
     assert bars[0].n == 2 and bars[0].disable  # tqdm.close() disables the bar: closed now, not when collected
 
 
-@pytest.mark.parametrize("num_classes, dropout, labels, guidance", [(10, 0.1, "random", 0.1), (10, 0.0, "random", 0.0),
-                                                                  (None, 0.1, None, 0.0)])
-def test_a_trained_model_samples_with_the_recipes_settings_without_flags(tmp_path, data, num_classes, dropout, labels,
-                                                                          guidance):
+@pytest.mark.parametrize("num_classes, dropout, steps, eta, labels, guidance", [
+    (10, 0.1, 2, 1.0, "random", 0.1), (10, 0.0, 2, 1.0, "random", 0.0), (None, 0.1, 2, 1.0, None, 0.0),
+    (10, 0.1, 9, 1.0, "random", 0.1), (10, 0.1, 10, 0.7, "random", 0.0), (None, 0.1, 10, 0.7, None, 0.0)])
+def test_a_trained_model_samples_with_the_recipes_settings_without_flags(tmp_path, data, num_classes, dropout, steps,
+                                                                          eta, labels, guidance):
     """last.pt and its export recommend DDIM 20, eta 1, eps / 0.98, guidance 0.1 (best measured on short runs); no
-    guidance where no "no label" was trained, nor labels for an unconditional model. load_model's model.sampling is
-    what sample() then uses for every knob left out."""
+    guidance where no "no label" was trained, nor labels for an unconditional model; from 10 epochs on (here one batch
+    of all 64 pictures per step, so steps = epochs) eta 0.7 without guidance, as the release. load_model's
+    model.sampling is what sample() then uses for every knob left out."""
     from ddpm_lite.samplers import SamplerSettings
     model_cfg = tiny_config(image_size=8, num_classes=num_classes)
-    train(config(tmp_path / "run", steps=2, label_dropout=dropout), model_cfg, data=data, progress=False)
+    train(config(tmp_path / "run", steps=steps, batch_size=64, label_dropout=dropout), model_cfg, data=data,
+          progress=False)
     exported = checkpoint.export_ema(tmp_path / "run" / "last.pt", tmp_path / "mine.pt")
     model, _ = checkpoint.build(checkpoint.load(exported))
-    assert model.sampling == SamplerSettings(sampler="ddim", steps=20, eta=1.0, eps_scaling=0.98, guidance=guidance,
+    assert model.sampling == SamplerSettings(sampler="ddim", steps=20, eta=eta, eps_scaling=0.98, guidance=guidance,
                                              labels=labels)
