@@ -14,7 +14,7 @@ from time import perf_counter
 
 import torch
 
-from .train import TrainConfig, train
+from .train import TrainConfig, epochs_of, train
 from .unet import UNetConfig
 
 SHORT_RUN_WARMUP = 5  # a run shorter than 5x the recipe's warm-up warms up over its first fifth instead
@@ -97,7 +97,7 @@ class Plan:
 
     @property
     def epochs(self) -> float:
-        return self.steps * self.batch_size / self.n_images
+        return epochs_of(self.steps, self.n_images, self.batch_size)
 
     def seconds(self, steps: int | None = None) -> float:
         return (self.steps if steps is None else steps) * self.seconds_per_step

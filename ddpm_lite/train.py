@@ -231,14 +231,16 @@ def recommended_sampling(model_cfg: UNetConfig, label_dropout: float = 0.1, epoc
     return base if label_dropout > 0 else replace(base, guidance=0.0)
 
 
-def _epochs(run: _Run) -> float:
-    """Passes over the data so far: the global batch (every process's share) times the steps taken."""
-    return run.step * run.cfg.batch_size / len(run.images)
+def epochs_of(steps: int, n_images: int, batch_size: int) -> float:
+    """Passes over n_images in `steps` steps of batch_size pictures (the global batch: every process's share); the
+    inverse of plan.steps_for_epochs, without its rounding up."""
+    return steps * batch_size / n_images
 
 
 def _payload(run: _Run) -> dict:
     return {"model_config": run.model_cfg.to_dict(), "schedule": run.schedule.to_dict(),
-            "sampling": recommended_sampling(run.model_cfg, run.cfg.label_dropout, _epochs(run)).to_dict(),
+            "sampling": recommended_sampling(run.model_cfg, run.cfg.label_dropout,
+                                             epochs_of(run.step, len(run.images), run.cfg.batch_size)).to_dict(),
             "model": run.model.state_dict(), "ema": run.ema.state_dict(), "optimizer": run.opt.state_dict(),
             "step": run.step, "train_config": asdict(run.cfg), "rng": {"torch": torch.get_rng_state()},
             "history": run.history,

@@ -13,7 +13,7 @@ from ..distributed import is_main_process, launched
 from ..errors import UsageError
 from ..plan import model_config_for
 from ..schedule import KINDS
-from ..train import RANGES, TrainConfig, pick_device, train
+from ..train import RANGES, TrainConfig, epochs_of, pick_device, train
 from ..unet import UNetConfig
 from .args import (Help, add_sampler_settings, device_name, int_tuple, nonneg_float, one_of, positive_float,
                    positive_int, sampler_overrides)
@@ -111,7 +111,7 @@ def start_line(cfg: TrainConfig, n_images: int, device, *, asked: str = "auto", 
                bar: bool = True) -> str:
     """What the run is about to do and where, before the first step (the progress bar then counts the time left).
     On a CPU picked because there is no GPU (`asked` auto) it says that a GPU would be used, and where to get one."""
-    epochs = cfg.steps * cfg.batch_size / n_images
+    epochs = epochs_of(cfg.steps, n_images, cfg.batch_size)
     line = (f"{'continuing to' if resume else 'training'} {cfg.steps:,} steps ({epochs:.3g} epochs of {n_images:,} "
             f"images, batch {cfg.batch_size}) on {device}")
     if bar:
