@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from ddpm_lite import checkpoint
 from ddpm_lite.train import TrainConfig, ema_update, train
+from ddpm_lite.unet import UNetConfig
 
 
 def parse_variant(text: str) -> tuple[str, int, float]:
@@ -33,17 +36,10 @@ def parse_variant(text: str) -> tuple[str, int, float]:
     return f"k{k}" if cap >= 0.9999 else f"k{k}c{cap_part.split('.')[-1]}", k, cap
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=3750, help="the default recipe's 2 epochs of 60,000 in batches of 32")
-    p.add_argument("--at", type=int, nargs="+", default=[1875, 3750])
-    p.add_argument("--variant", type=parse_variant, action="append", required=True)
-    args = p.parse_args(argv)
-    out = Path(args.out)
-    variants = [("k10c999", 10, 0.999)] + [v for v in args.variant if v[0] != "k10c999"]
-    cfg = TrainConfig(steps=args.steps, seed=args.seed, out_dir=str(out), ckpt_every=min(args.at))
+def study(cfg: TrainConfig, variants, at, *, model_cfg: UNetConfig = UNetConfig(), data=None) -> list[Path]:
+    """Train cfg with one extra EMA per (name, K, CAP) variant; write each at the steps in `at`; return the files."""
+    out, written = Path(cfg.out_dir), []
+    variants = [("k10c999", 10, 0.999)] + [v for v in variants if v[0] != "k10c999"]
     shadows: dict[str, torch.nn.Module] = {}
 
     def callback(step, loss, model, ema):
@@ -52,16 +48,28 @@ def main(argv=None) -> int:
         else:  # the update of optimizer step n = step - 1, as train's own (train._step)
             for name, k, cap in variants:
                 ema_update(shadows[name], model, min(cap, step / (k + step - 1)))
-        if step in args.at:
-            assert torch.equal(torch.cat([q.flatten() for q in shadows["k10c999"].parameters()]),
-                               torch.cat([q.flatten() for q in ema.parameters()])), "k10c999 drifted from the run's EMA"
+        if step in at:
+            assert all(torch.equal(a, b) for a, b in zip(shadows["k10c999"].parameters(), ema.parameters())), \
+                "k10c999 drifted from the run's own EMA"
             payload = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+            kept = {key: v for key, v in payload.items() if key not in ("model", "optimizer")}
             for name, shadow in shadows.items():
-                kept = {key: v for key, v in payload.items() if key not in ("model", "optimizer")}
-                checkpoint.save({**kept, "ema": shadow.state_dict()}, out / f"{name}_step{step}.pt")
+                written.append(checkpoint.save({**kept, "ema": shadow.state_dict()}, out / f"{name}_step{step}.pt"))
             print(f"step {step}: {len(shadows)} EMAs written to {out}", flush=True)
 
-    train(cfg, callback=callback, progress=False)
+    train(replace(cfg, ckpt_every=math.gcd(*at)), model_cfg, callback=callback, progress=False, data=data)
+    return written
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=3750, help="the default recipe's 2 epochs of 60,000 in batches of 32")
+    p.add_argument("--at", type=int, nargs="+", default=[1875, 3750])
+    p.add_argument("--variant", type=parse_variant, action="append", required=True)
+    args = p.parse_args(argv)
+    study(TrainConfig(steps=args.steps, seed=args.seed, out_dir=args.out), args.variant, set(args.at))
     return 0
 
 
