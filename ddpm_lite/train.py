@@ -86,7 +86,9 @@ class TrainConfig:
     lr_min_ratio: float = 0.1
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    ema_decay: float = 0.999  # with warm-up: min(decay, (1 + n) / (10 + n)) at step n
+    # With warm-up: min(decay, (1 + n) / (10 + n)) at step n, which weighs about the last n / 9 steps; on the 2-epoch
+    # recipe no other horizon from n / 2 to n / 29 did better (benchmarks/README.md, "The EMA's horizon").
+    ema_decay: float = 0.999
     label_dropout: float = 0.1  # share of labels replaced by "no label" (classifier-free guidance)
     min_snr_gamma: float | None = 5.0  # None: plain L_simple
     schedule: str = "cosine"
