@@ -86,9 +86,7 @@ class TrainConfig:
     lr_min_ratio: float = 0.1
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    # With warm-up: min(decay, (1 + n) / (10 + n)) at step n, which weighs about the last n / 9 steps; on the 2-epoch
-    # recipe no other horizon from n / 2 to n / 29 did better (benchmarks/README.md, "The EMA's horizon").
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # the cap of the warm-up: ema_decay_at
     label_dropout: float = 0.1  # share of labels replaced by "no label" (classifier-free guidance)
     min_snr_gamma: float | None = 5.0  # None: plain L_simple
     schedule: str = "cosine"
@@ -138,6 +136,16 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return cfg.lr * (cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+EMA_WARMUP = 10
+
+
+def ema_decay_at(n: int, cap: float, warmup: int = EMA_WARMUP) -> float:
+    """The EMA's decay at optimizer step n (from 0): min(cap, (1 + n) / (warmup + n)), which weighs about the last
+    n / (warmup - 1) steps until the cap binds. On the 2-epoch recipe no other warm-up from 3 (half the run) to 30
+    (a twenty-ninth) did better than 10 (benchmarks/README.md, "The EMA's horizon")."""
+    return min(cap, (1 + n) / (warmup + n))
 
 
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -322,7 +330,7 @@ def _step(run: _Run) -> float:
     loss.backward()  # under DDP the gradients are averaged over ranks: the global batch's gradient
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
     run.opt.step()
-    ema_update(run.ema, run.model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+    ema_update(run.ema, run.model, ema_decay_at(step, cfg.ema_decay))
     run.step += 1
     return global_loss.item()
 
