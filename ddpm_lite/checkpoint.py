@@ -1,7 +1,8 @@
 """Checkpoints: one plain dict that rebuilds model and schedule, written atomically, read with weights_only.
 
 Layout: {"format": "ddpm-lite", "version": 1, "model_config": {...}, "schedule": {"kind", "T"},
-"ema": state_dict, optionally "sampling" (the SamplerSettings it recommends), and for training checkpoints
+"ema": state_dict, optionally "sampling" (the SamplerSettings it recommends) and "prediction" ("eps" when absent;
+"v" for a distilled student, distill.py), and for training checkpoints
 "model", "optimizer", "step", "rng", "train_config", "history"}. A release export keeps only the EMA weights.
 A progress snapshot (progress.py) stores them in float16 and adds "progress"; `load` returns float32 weights.
 Whole modules are never pickled. `read` is the one safe loader for every file ddpm-lite writes or ships.
@@ -17,12 +18,13 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError
-from .samplers import SamplerSettings
+from .samplers import PREDICTIONS, SamplerSettings
 from .schedule import Schedule
 from .unet import UNet, UNetConfig
 
 FORMAT, VERSION = "ddpm-lite", 1
 RELEASE_NAME, CLASSIFIER_NAME = "ddpm_mnist.pt", "mnist_classifier.pt"
+STUDENT_NAME = "ddpm_mnist_4step.pt"  # the release distilled to 4 sampling steps (distill.py)
 PROGRESS_DIR = "progress"  # the shipped snapshots of one training run, earliest first (progress.py)
 
 
@@ -132,6 +134,10 @@ def build(ckpt: dict, weights: str = "ema", device="cpu"):
     model = UNet(UNetConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt[weights] if weights in ckpt else ckpt["ema"])
     model.sampling = sampling_settings(ckpt)
+    model.prediction = ckpt.get("prediction", "eps")
+    if model.prediction not in PREDICTIONS:
+        raise CheckpointError(f"the checkpoint predicts {model.prediction!r}, which this ddpm-lite cannot sample "
+                              f"(it knows {', '.join(PREDICTIONS)}); upgrade ddpm-lite")
     return model.to(device).eval(), Schedule.from_dict(ckpt["schedule"])
 
 
@@ -143,9 +149,22 @@ def sampling_settings(ckpt: dict) -> SamplerSettings:
         raise CheckpointError(f"the checkpoint's sampling settings are not valid ({e}); re-export it") from None
 
 
+def resolve(path) -> Path:
+    """A checkpoint path, or the name of a shipped file ("ddpm_mnist_4step.pt") where no such path exists."""
+    if path is None:
+        return default_checkpoint()
+    path = Path(path)
+    if not path.exists() and path.name == str(path):
+        try:
+            return shipped(path.name) if shipped(path.name).is_file() else path
+        except CheckpointError:
+            return path
+    return path
+
+
 def load_model(path=None, device="cpu", weights: str = "ema"):
-    """Load a checkpoint file (default: the shipped one) into (model, schedule)."""
-    return build(load(path or default_checkpoint()), weights=weights, device=device)
+    """Load a checkpoint file, or a shipped one by name (default: the release), into (model, schedule)."""
+    return build(load(resolve(path)), weights=weights, device=device)
 
 
 def training_history(ckpt: dict, earlier=None) -> tuple[list, int]:
@@ -162,7 +181,8 @@ def training_history(ckpt: dict, earlier=None) -> tuple[list, int]:
     return record["history"] + [[row[0] + start, *row[1:]] for row in history], start
 
 
-def export_ema(src, dst, keep=("history", "train_config", "step", "sampling"), sampling=None) -> Path:
+def export_ema(src, dst, keep=("history", "train_config", "step", "sampling", "prediction", "distill"),
+               sampling=None) -> Path:
     """A small release file: EMA weights, configs and training metadata, no optimizer or raw weights.
     sampling: SamplerSettings to recommend in it (default: the source's own, if any)."""
     ckpt = load(src)

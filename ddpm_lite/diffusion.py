@@ -1,7 +1,7 @@
 """The diffusion math as small pure functions over a Schedule and tensors (Ho et al. 2020).
 
 Forward process q(x_t | x_0) (Eq. 4) and q(x_t | x_{t-1}) (Eq. 2), the posterior q(x_{t-1} | x_t, x_0)
-(Eqs. 6-7), the conversions between eps and x0 (Eq. 11), and the training loss L_simple (Eq. 14) with
+(Eqs. 6-7), the conversions between eps, x0 (Eq. 11) and v (Salimans & Ho 2022), and the training loss L_simple (Eq. 14) with
 optional min-SNR-gamma weighting (Hang et al. 2023). The network never appears here except as a callable.
 """
 from __future__ import annotations
@@ -36,6 +36,21 @@ def x0_from_eps(alpha_bar: torch.Tensor, xt: torch.Tensor, eps: torch.Tensor) ->
 def eps_from_x0(alpha_bar: torch.Tensor, xt: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     """Eq. 4 solved for eps: eps = (x_t - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar)."""
     return (xt - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+
+
+def x0_from_v(alpha_bar: torch.Tensor, xt: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Salimans & Ho 2022, Sec. 4: v = alpha eps - sigma x0, so x0 = alpha x_t - sigma v (alpha^2 = alpha_bar)."""
+    return alpha_bar.sqrt() * xt - (1 - alpha_bar).sqrt() * v
+
+
+def eps_from_v(alpha_bar: torch.Tensor, xt: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Salimans & Ho 2022, Sec. 4: eps = sigma x_t + alpha v."""
+    return (1 - alpha_bar).sqrt() * xt + alpha_bar.sqrt() * v
+
+
+def v_from_x0(alpha_bar: torch.Tensor, xt: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    """The v that x_t and x0 imply: v = (alpha x_t - x0) / sigma."""
+    return (alpha_bar.sqrt() * xt - x0) / (1 - alpha_bar).sqrt()
 
 
 def min_snr_weight(schedule: Schedule, t: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -42,7 +42,7 @@ def noise_to(schedule: Schedule, x0: torch.Tensor, t0: int, generator=None) -> t
 def edit_pairs(schedule: Schedule, s: SamplerSettings, t0: int) -> list[tuple[int, int]]:
     """Timestep pairs from code index t0 - 1 down to -1, at the stride of a full run of s's steps."""
     steps = min(max(1, math.ceil(s.resolved_steps(schedule.T) * t0 / schedule.T)), t0)  # at most every step
-    return timestep_pairs(schedule.T, steps, s.spacing, start=t0 - 1)
+    return timestep_pairs(schedule.T, steps, s.spacing, start=t0 - 1, grid=s.grid)
 
 
 def _setup(model, x0, labels, generator, overrides):
@@ -129,7 +129,7 @@ def inpaint(model, schedule: Schedule, x0, mask, *, jump: int = 1, resample: int
         known = x0 if t_prev < 0 else noise_to(schedule, x0, t_prev + 1, generator)
         return mask * known + (1 - mask) * x
     x = torch.randn(x0.shape, generator=generator).to(device)  # x_T
-    blocks = repaint_blocks(timestep_pairs(schedule.T, s.resolved_steps(schedule.T), s.spacing), jump)
+    blocks = repaint_blocks(timestep_pairs(schedule.T, s.resolved_steps(schedule.T), s.spacing, grid=s.grid), jump)
     runs = [(block, r) for block in blocks for r in range(resample)]
     if progress:
         from tqdm.auto import tqdm

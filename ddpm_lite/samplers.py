@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from .diffusion import eps_from_x0, x0_from_eps
+from .diffusion import eps_from_v, eps_from_x0, x0_from_eps, x0_from_v
 from .schedule import Schedule
 
 SAMPLERS = ("ddpm", "ddim", "dpm++")
@@ -39,6 +39,8 @@ DEFAULT_STEPS = {"ddim": 50, "dpm++": 20}  # ddpm: all T steps
 VARIANCES = ("beta_tilde", "beta")
 DEFAULT_LABELS = (None, "random")  # SamplerSettings.labels
 LABEL_CHOICES = ("all", "random", "none")  # besides a digit 0..K-1
+GRIDS = ("linspace", "trailing")  # timestep_pairs' grid
+PREDICTIONS = ("eps", "v")  # what a network's output is: eps (Ho et al. 2020) or v (Salimans & Ho 2022)
 
 
 class Trajectory(NamedTuple):
@@ -48,13 +50,17 @@ class Trajectory(NamedTuple):
     x: torch.Tensor  # (B, C, H, W): the final samples
 
 
-def timestep_pairs(T: int, steps: int, spacing: float = 1.0, start: int | None = None) -> list[tuple[int, int]]:
+def timestep_pairs(T: int, steps: int, spacing: float = 1.0, start: int | None = None,
+                   grid: str = "linspace") -> list[tuple[int, int]]:
     """Timesteps from `start` (default T-1) down to 0, paired with the next one; the last pair ends at -1.
 
-    spacing p >= 1 places step i of S at t_i = start (1 - (i / (S-1))^p): p = 1 spaces them evenly (DDIM's
-    "linspace"), p = 2 puts more of them near t = start and takes longer strides near t = 0. Rounding to integers
-    keeps them strictly decreasing (a step that would repeat its predecessor's t moves one down). A start below
-    T-1 begins the reverse process part way, from a noised input (SDEdit, editing.py)."""
+    grid "linspace": spacing p >= 1 places step i of S at t_i = start (1 - (i / (S-1))^p): p = 1 spaces them evenly
+    (DDIM's "linspace"), p = 2 puts more of them near t = start and takes longer strides near t = 0. Rounding to
+    integers keeps them strictly decreasing (a step that would repeat its predecessor's t moves one down). A start
+    below T-1 begins the reverse process part way, from a noised input (SDEdit, editing.py).
+    grid "trailing" (Lin et al. 2024, Table 2): t_i = round((S - i) (start + 1) / S) - 1, even strides that end one
+    stride above -1. Halving S keeps every other step, so a grid of S steps lies inside the grid of 2S: the
+    grids progressive distillation needs (distill.py)."""
     top = T - 1 if start is None else start
     if not 0 <= top <= T - 1:
         raise ValueError(f"start must be a timestep between 0 and T-1={T - 1}, got {start}")
@@ -63,6 +69,13 @@ def timestep_pairs(T: int, steps: int, spacing: float = 1.0, start: int | None =
         raise ValueError(f"steps must be between 1 and {limit}, got {steps}")
     if not spacing >= 1:  # also refuses nan
         raise ValueError(f"spacing must be >= 1 (1 = evenly spaced), got {spacing}")
+    if grid not in GRIDS:
+        raise ValueError(f"unknown grid {grid!r}; choose one of {', '.join(GRIDS)}")
+    if grid == "trailing":
+        if spacing != 1:
+            raise ValueError(f"the trailing grid is evenly spaced; spacing must be 1, got {spacing}")
+        ts = [round((steps - i) * (top + 1) / steps) - 1 for i in range(steps)]
+        return list(zip(ts, ts[1:] + [-1]))
     u = torch.linspace(0, 1, steps, dtype=torch.float64)
     # p = 1 keeps float32 linspace's rounding, so the evenly spaced steps stay the ones every figure used
     ts = torch.linspace(top, 0, steps) if spacing == 1 else top * (1 - u ** spacing)
@@ -135,6 +148,7 @@ class SamplerSettings:
     eta: float = 0.0  # ddim / dpm++ noise: 0 deterministic, 1 DDPM's posterior on the strided steps
     variance: str = "beta_tilde"  # ddpm: beta_tilde (Eq. 7) or beta
     spacing: float = 1.0  # timestep_pairs' power: 1 evenly spaced
+    grid: str = "linspace"  # timestep_pairs' grid: "trailing" for a distilled student
     eps_scaling: float = 1.0  # Ning et al. 2024: eps_theta / lambda; 1 = off
     guidance: float = 0.0  # classifier-free guidance w
     labels: str | None = None  # "random" or None, used when sample() is given no labels
@@ -143,7 +157,7 @@ class SamplerSettings:
 
     def __post_init__(self):
         for name, allowed in (("sampler", SAMPLERS), ("variance", VARIANCES), ("precision", tuple(PRECISIONS)),
-                              ("labels", DEFAULT_LABELS)):
+                              ("labels", DEFAULT_LABELS), ("grid", GRIDS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of "
                                  f"{', '.join(map(str, allowed))}")
@@ -157,6 +171,8 @@ class SamplerSettings:
             raise ValueError(f"guidance must be a number >= 0, got {self.guidance}")
         if not self.spacing >= 1:
             raise ValueError(f"spacing must be >= 1 (1 = evenly spaced), got {self.spacing}")
+        if self.grid == "trailing" and self.spacing != 1:
+            raise ValueError(f"the trailing grid is evenly spaced; spacing must be 1, got {self.spacing}")
 
     def with_overrides(self, **given) -> "SamplerSettings":
         """These settings with the given ones replaced (None values are ignored). Asking for another sampler than
@@ -183,7 +199,12 @@ class SamplerSettings:
         return SamplerSettings().with_overrides(**d)
 
 
-SAMPLER_KNOBS = ("steps", "eta", "variance", "spacing", "eps_scaling")
+SAMPLER_KNOBS = ("steps", "eta", "variance", "spacing", "grid", "eps_scaling")
+
+
+def prediction_of(model) -> str:
+    """What the model's output is (checkpoint.build sets model.prediction): "eps" unless it says "v"."""
+    return getattr(model, "prediction", "eps")
 
 
 def settings_of(model) -> SamplerSettings:
@@ -226,13 +247,19 @@ def _step(s: SamplerSettings, x0_pred, x, eps, ab, ab_prev, noise, t_prev, last)
     return ddim_step(x0_pred, x, eps, ab, ab_prev, noise, s.eta), last
 
 
-def _predict(model, s: SamplerSettings, x, t: int, ab, labels):
-    """(eps, x0_pred) at step t: guided, scaled by 1 / lambda, x0 clipped and eps re-derived from it."""
+def predict(model, s: SamplerSettings, x, t, ab, labels):
+    """(eps, x0_pred) at step t (an int, or one per sample with ab shaped to broadcast): guided, eps scaled by
+    1 / lambda, x0 clipped and eps re-derived from it. A v-prediction model's x0 comes straight from v, with no
+    division by sqrt(alpha_bar), which is near 0 at the noisiest steps."""
     dtype = PRECISIONS[s.precision]
+    t = t if torch.is_tensor(t) else torch.full((len(x),), t, device=x.device, dtype=torch.long)
     with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        eps = guided_eps(model, x, torch.full((len(x),), t, device=x.device, dtype=torch.long), labels, s.guidance)
-    eps = eps.float() / s.eps_scaling  # Ning et al. 2024, epsilon scaling; dividing by 1 is exact
-    x0_pred = x0_from_eps(ab, x, eps)
+        out = guided_eps(model, x, t, labels, s.guidance).float()  # guidance is linear: the same for eps and v
+    if prediction_of(model) == "v" and s.eps_scaling == 1:
+        eps, x0_pred = eps_from_v(ab, x, out), x0_from_v(ab, x, out)
+    else:
+        eps = (eps_from_v(ab, x, out) if prediction_of(model) == "v" else out) / s.eps_scaling  # Ning et al. 2024
+        x0_pred = x0_from_eps(ab, x, eps)
     if s.clip_x0:  # keep x0 in the data range, then re-derive eps so the update stays consistent
         x0_pred = x0_pred.clamp(-1, 1)
         eps = eps_from_x0(ab, x, x0_pred)
@@ -256,7 +283,7 @@ def reverse_process(model, schedule: Schedule, x: torch.Tensor, pairs, settings:
     last = (None, None)  # dpm++'s previous (x0_pred, h)
     for t, t_prev in pairs:
         ab, ab_prev = ab_table[t], ab_table[t_prev]
-        eps, x0_pred = _predict(model, s, x, t, ab, labels)
+        eps, x0_pred = predict(model, s, x, t, ab, labels)
         if observe is not None:
             observe(t, x, x0_pred)
         stochastic = t_prev >= 0 and (s.sampler == "ddpm" or s.eta > 0)  # no noise on the last step
@@ -284,7 +311,7 @@ def _setup(model, schedule, n, x_T, labels, generator, overrides):
     if n is None or n < 1:
         raise ValueError(f"n must be a positive number of samples (or give x_T), got {n}")
     s, labels = settings_and_labels(model, n, labels, generator, overrides)
-    return s, n, labels, timestep_pairs(schedule.T, s.resolved_steps(schedule.T), s.spacing)
+    return s, n, labels, timestep_pairs(schedule.T, s.resolved_steps(schedule.T), s.spacing, grid=s.grid)
 
 
 def _batches(n: int, batch_size: int | None):

@@ -1,4 +1,4 @@
-"""Command line: python -m ddpm_lite {sample, train, export, evaluate, train-classifier, benchmark} --help.
+"""Command line: python -m ddpm_lite {sample, train, export, distill, evaluate, train-classifier, benchmark} --help.
 
 One module per command, each with add_arguments(sub) and run(args); COMMANDS below is the whole table. Arguments
 are checked before any work starts; bad input, and a world that does not cooperate (a file that cannot be read or
@@ -10,7 +10,8 @@ import sys
 
 from ..distributed import is_main_process
 from ..errors import DdpmLiteError
-from . import benchmark_command, classifier_command, evaluate_command, sample_command, train_command
+from . import (benchmark_command, classifier_command, distill_command, evaluate_command, sample_command,
+               train_command)
 from .args import Parser
 
 OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "not enough memory")
@@ -19,6 +20,7 @@ COMMANDS = {
     "sample": (sample_command.add_arguments, sample_command.run),
     "train": (train_command.add_arguments, train_command.run),
     "export": (train_command.add_export, train_command.run_export),
+    "distill": (distill_command.add_arguments, distill_command.run),
     "evaluate": (evaluate_command.add_arguments, evaluate_command.run),
     "train-classifier": (classifier_command.add_arguments, classifier_command.run),
     "benchmark": (benchmark_command.add_arguments, benchmark_command.run),

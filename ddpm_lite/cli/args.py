@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import checkpoint
 from ..devices import missing_device
 from ..errors import UsageError
-from ..samplers import LABEL_CHOICES, PRECISIONS, SAMPLERS, VARIANCES, SamplerSettings, resolve_labels
+from ..samplers import GRIDS, LABEL_CHOICES, PRECISIONS, SAMPLERS, VARIANCES, SamplerSettings, resolve_labels
 
 
 class Parser(argparse.ArgumentParser):
@@ -118,6 +118,9 @@ def add_sampler_settings(p) -> None:
     p.add_argument("--spacing", type=spacing_power, default=None,
                    help=f"where the steps sit: t_i = (T-1)(1 - (i/(S-1))^p); 1 evenly spaced, larger p denser near "
                         f"t = T ({FROM_CHECKPOINT}, else 1)")
+    p.add_argument("--grid", type=one_of(GRIDS, "grid"), default=None,
+                   help=f"the timesteps: linspace from T-1 to 0, or trailing, even strides from T-1 that end one stride "
+                        f"above 0 (a distilled student's grid) ({FROM_CHECKPOINT}, else {d.grid})")
     p.add_argument("--eps-scaling", type=positive_float, default=None, metavar="LAMBDA",
                    help=f"epsilon scaling (Ning et al. 2024): the sampler uses eps_theta / LAMBDA; 1 = off "
                         f"({FROM_CHECKPOINT}, else 1)")
@@ -132,7 +135,8 @@ def add_sampler_settings(p) -> None:
 def add_sampling(p, n_default: int, n_help: str) -> None:
     """What `sample` and `evaluate` share: checkpoint, count, settings, labels, seed, batch size, device."""
     p.add_argument("--checkpoint", default=None,
-                   help="model file (default: the shipped one, or $DDPM_LITE_CHECKPOINT)")
+                   help="model file, or a shipped one by name, e.g. ddpm_mnist_4step.pt (default: the shipped "
+                        "release, or $DDPM_LITE_CHECKPOINT)")
     p.add_argument("--n", type=positive_int, default=n_default, help=n_help)
     add_sampler_settings(p)
     p.add_argument("--label", type=label_spec, default=None,
@@ -149,7 +153,7 @@ def add_sampling(p, n_default: int, n_help: str) -> None:
 def sampler_overrides(args) -> dict:
     """The SamplerSettings the user gave on the command line (None for each left to the checkpoint)."""
     return {"sampler": args.sampler, "steps": args.steps, "eta": args.eta, "variance": args.variance,
-            "spacing": args.spacing, "eps_scaling": args.eps_scaling, "precision": args.precision,
+            "spacing": args.spacing, "grid": args.grid, "eps_scaling": args.eps_scaling, "precision": args.precision,
             "guidance": args.guidance}
 
 
@@ -176,7 +180,7 @@ def settings_from(args, ckpt: dict):
 def model_for(args):
     """(model carrying the checked sampling settings, schedule, labels for all --n) from --checkpoint and the
     sampling flags, every check done before the weights are built."""
-    ckpt = checkpoint.load(args.checkpoint or checkpoint.default_checkpoint())
+    ckpt = checkpoint.load(checkpoint.resolve(args.checkpoint))
     settings, labels = settings_from(args, ckpt)
     model, schedule = checkpoint.build(ckpt, device=args.device)
     model.sampling = settings

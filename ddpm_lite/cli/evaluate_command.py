@@ -93,7 +93,7 @@ def settings_record(args, model=None, schedule=None) -> dict:
     if model is not None:
         s = model.sampling
         record.update(sampler=s.sampler, steps=s.resolved_steps(schedule.T), eta=s.eta, guidance=s.guidance,
-                      precision=s.precision, variance=s.variance, spacing=s.spacing, eps_scaling=s.eps_scaling,
+                      precision=s.precision, variance=s.variance, spacing=s.spacing, grid=s.grid, eps_scaling=s.eps_scaling,
                       device=args.device)
     return record
 
