@@ -201,6 +201,26 @@ def sample_section(args, cfg, cs) -> str:
         f"unconditional passes in one batch")
 
 
+def distilled_section(args, cfg, cs) -> str:
+    """A distilled student's few steps (its trailing grid, v-prediction) against the teacher's usual 20 DDIM steps:
+    the speed-up distillation buys, as a ratio measured in this run (checkpoints/README.md scores the student)."""
+    labels, student = torch.arange(args.n) % 10, UNet(cfg)
+    student.prediction = "v"
+    schedule, steps = Schedule.cosine(1000), (2 if args.smoke else args.student_steps)
+    fns = {"student": lambda: sample(student, schedule, args.n, steps=steps, grid="trailing", labels=labels,
+                                     generator=torch.Generator().manual_seed(0))}
+    for c in cs:
+        fns[c.name] = lambda c=c: c.sample(args.n, sampler="ddim", steps=2 if args.smoke else 20, labels=labels,
+                                           guidance=0.0, generator=torch.Generator().manual_seed(0))
+    t = measure(fns, repeat=args.repeat)
+    rows = [[f"ddpm-lite student, DDIM {steps}", f"{t['student'].wall_s:.3f}", f"{t['student'].cpu_s:.3f}", "1"]]
+    rows += [[f"{c.name}, DDIM {2 if args.smoke else 20}", f"{t[c.name].wall_s:.3f}", f"{t[c.name].cpu_s:.3f}",
+              f"{t['student'].wall_s / t[c.name].wall_s:.3f}"] for c in cs]
+    return format_table([f"{args.n} digits", "s", "CPU s", "student / row"], rows) + (
+        f"\nwarm wall seconds, best of {args.repeat}, interleaved; the last column is the student's time over the "
+        f"row's (goal: at most 0.2 against diffusers' DDIM 20)")
+
+
 def efficiency_section(args, cfg, cs, smoke: bool) -> str:
     x, t, y, _ = batch(cfg, args.n)
     for c in cs:
@@ -237,6 +257,7 @@ def main(args) -> int:
     print(machine_note(args.threads))
     print(f"ddpm-lite UNet {cfg_widths(cfg)}, {count_parameters(cs[0].module):,} parameters; {note}")
     sections = {"train": lambda: train_section(args, cfg, cs), "sample": lambda: sample_section(args, cfg, cs),
+                "distilled": lambda: distilled_section(args, cfg, cs),
                 "efficiency": lambda: efficiency_section(args, cfg, cs, args.smoke)}
     for name in args.only.split(","):
         print(f"\n{sections[name]()}", flush=True)

@@ -22,7 +22,7 @@ def run_cli(capsys, *argv):
 def test_smoke_run_prints_every_table(capsys):
     code, out, _ = run_cli(capsys, "--smoke", "--threads", "1", "--no-memory")
     assert code == 0
-    for header in ("training step", "DDPM 1000", "DDIM 2", "forward, batch 2", "machine peak"):
+    for header in ("training step", "DDPM 1000", "DDIM 2", "student / row", "forward, batch 2", "machine peak"):
         assert header in out
     assert "ddpm-lite" in out and "load average" in out
     if HAS_DIFFUSERS:

@@ -10,7 +10,7 @@ from ..speed import main as run_suite
 from .args import Help, int_tuple, number, positive_int
 
 NAME, HELP = "benchmark", "speed against diffusers: training, sampling latency, share of machine peak"
-SECTIONS = ("train", "sample", "efficiency")
+SECTIONS = ("train", "sample", "distilled", "efficiency")
 
 
 def add_arguments(sub) -> None:
@@ -21,12 +21,14 @@ def add_arguments(sub) -> None:
     p.add_argument("--batch", type=positive_int, default=128, help="training batch size")
     p.add_argument("--repeat", type=positive_int, default=3, help="timed repeats of each short measurement")
     p.add_argument("--ddim-steps", type=int_tuple, default=(50, 20, 10), help="default: 50,20,10")
+    p.add_argument("--student-steps", type=positive_int, default=4,
+                   help="the distilled student's steps in the 'distilled' section (against DDIM 20)")
     p.add_argument("--ddpm-prefix", type=positive_int, default=10,
                    help="DDPM 1000 steps is extrapolated from this many measured steps")
     p.add_argument("--guidance", type=number(float, 0), default=2.0, help="guidance weight w of the guided rows")
     p.add_argument("--diffusers-widths", type=int_tuple, default=None,
                    help="UNet2DModel block_out_channels (default: the widths that match our parameter count)")
-    p.add_argument("--only", default=",".join(SECTIONS), help="sections to run (default: all three)")
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run (default: all: {','.join(SECTIONS)})")
     p.add_argument("--no-diffusers", action="store_true", help="measure ours only")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--smoke", action="store_true", help="tiny model and sizes: checks the code runs, measures nothing")
