@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("ipywidgets")
+from conftest import require, tiny_unet
 
-from conftest import tiny_unet  # noqa: E402
+require("ipywidgets")  # in the dev and notebooks extras: required
+
 from ddpm_lite import checkpoint, progress, twins, widgets  # noqa: E402
 from ddpm_lite.checkpoint import load_model  # noqa: E402
 from ddpm_lite.data import to_uint8  # noqa: E402
