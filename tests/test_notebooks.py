@@ -24,8 +24,9 @@ run_notebooks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(run_notebooks)
 
 TOUR = ["00_quickstart", "01_forward_process", "02_unet", "03_training", "04_sampling", "04b_score_view",
-        "05_fast_sampling", "06_guidance", "07_evaluation", "08_editing", "09_train_your_own"]
-SERIES_END = "08_editing"  # the summary of the series; 09 (training on your own data) is the practice after it
+        "05_fast_sampling", "06_guidance", "07_evaluation", "08_editing", "09_train_your_own", "10_distillation"]
+SERIES_END = "08_editing"  # the summary of the series; 09 (training on your own data) is the practice after it,
+# 10 (distillation to fewer steps) a step beyond it
 PATHS = run_notebooks.notebook_paths()
 CELL_TIMEOUT = 300  # seconds; a smoke-mode cell takes a few
 
