@@ -1,7 +1,7 @@
 """Minutes of training until samples reach a quality level: the classifier-confident share of metrics.py.
 
-    python benchmarks/time_to_quality.py RUN_OR_CHECKPOINTS... [--level 0.9] [--n 500] [--steps 20]
-    python benchmarks/time_to_quality.py --collect runs/mnist snapshots/      # while `train --out runs/mnist` runs
+    python -m benchmarks.time_to_quality RUN_OR_CHECKPOINTS... [--level 0.9] [--n 500] [--steps 20]
+    python -m benchmarks.time_to_quality --collect runs/mnist snapshots/      # while `train --out runs/mnist` runs
 
 For each checkpoint (a file, or every .pt file in a folder): its step, the training minutes that reached it (the
 checkpoint's meta.elapsed_s, else summed from its history rows [step, loss, lr, images/s]), the last logged loss,

@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ddpm_lite import course  # noqa: E402
+from ddpm_lite.lab import course  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

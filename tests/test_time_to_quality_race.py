@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import torch
 
+from benchmarks import time_to_quality_race as race
 from ddpm_lite import checkpoint
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import time_to_quality_race as race  # noqa: E402  (a script in benchmarks/, not part of the package)
 
 HAS_DIFFUSERS = importlib.util.find_spec("diffusers") is not None
 REAL = dict(fid_real=0.74, confident_real=0.979, balance_real=0.999)

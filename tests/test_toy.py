@@ -2,7 +2,7 @@
 import torch
 
 import ddpm_lite
-from ddpm_lite import toy
+from ddpm_lite.lab import toy
 
 
 def mixture():
