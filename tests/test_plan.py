@@ -70,3 +70,9 @@ def test_bf16_autocast_pays_from_compute_capability_8(monkeypatch):
     for capability, pays in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert plan.amp_pays("cuda") is pays
+
+
+def test_step_seconds_leaves_out_the_first_steps():
+    stamps = [1.0, 2.0, 2.5, 3.0, 3.5]  # time at the end of each of 5 steps
+    assert plan.step_seconds(stamps, 1) == 2.5 / 4
+    assert plan.step_seconds(stamps, 2) == 0.5

@@ -87,12 +87,6 @@ def test_snapshots_are_taken_as_the_clock_passes_each_budget(tmp_path):
     assert torch.equal(saved[0]["ema"]["w"], torch.ones(2))
 
 
-def test_seconds_per_step_leaves_out_the_first_steps():
-    stamps = [1.0, 2.0, 2.5, 3.0, 3.5]  # time at the end of each of 5 steps
-    assert race.seconds_per_step(stamps, 1) == 2.5 / 4
-    assert race.seconds_per_step(stamps, 2) == 0.5
-
-
 def test_the_clock_leaves_out_paused_time(monkeypatch):
     readings = iter([10.0, 12.0, 15.0, 20.0])  # made at 10 s, paused from 12 s to 15 s, read at 20 s
     monkeypatch.setattr(race.time, "perf_counter", lambda: next(readings))

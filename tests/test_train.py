@@ -56,6 +56,19 @@ def test_resumed_run_matches_the_uninterrupted_run_step_for_step(tmp_path, data)
     assert not torch.equal(full["model"]["conv_out.weight"], torch.zeros_like(full["model"]["conv_out.weight"]))
 
 
+def test_a_callback_that_returns_false_stops_the_run_saving_that_step(tmp_path, data):
+    """Step 4 is no checkpoint step (every 3): the stop saves it, and a resumed run goes on from there."""
+    calls = []
+
+    def callback(step, loss, model, ema):
+        calls.append(step)
+        return step < 4
+    stopped = train(config(tmp_path), MODEL_CFG, progress=False, data=data, callback=callback)
+    assert calls == [1, 2, 3, 4] and stopped["step"] == 4
+    assert checkpoint.load(tmp_path / "last.pt")["step"] == 4
+    assert train(config(tmp_path), MODEL_CFG, resume=True, progress=False, data=data)["step"] == 6
+
+
 def test_history_lr_and_saved_checkpoint(tmp_path, data):
     cfg = config(tmp_path)
     ckpt = train(cfg, MODEL_CFG, progress=False, data=data)
