@@ -46,7 +46,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ddpm_lite import checkpoint, metrics
+from ddpm_lite import checkpoint
+from ddpm_lite.evaluation import metrics
 from benchmarks.timing import machine_note
 from ddpm_lite.cli.args import Parser, nonneg_int, positive_int
 from ddpm_lite.data import load_images, to_model_range, to_uint8
@@ -404,7 +405,7 @@ def score_row(ckpt: dict, result: dict, sampler: str) -> dict:
 def score(folder: Path, n: int | None, seed: int, data_root=None) -> tuple:
     """(rows, {recipe: its training meta}) for every snapshot in the folder, n samples each (None: 10,000, or
     --smoke's n for snapshots of a smoke run)."""
-    from ddpm_lite.classifier import load_classifier
+    from ddpm_lite.evaluation.classifier import load_classifier
     classifier = load_classifier()
     ref = metrics.reference(classifier, data_root)  # the 10,000 test digits, embedded once
     rows, recipes = [], {}

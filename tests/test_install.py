@@ -64,7 +64,7 @@ def test_a_wheel_installed_without_e_samples_from_anywhere_offline(tmp_path):
     digits = np.load(elsewhere / "d.npy")
     assert digits.shape == (4, 28, 28) and digits.dtype == np.uint8
     # and the evaluation classifier and the progress snapshots (notebook 03's slider) travel with it
-    run(python, "-c", "from ddpm_lite.classifier import load_classifier; load_classifier()", cwd=elsewhere, env=env)
+    run(python, "-c", "from ddpm_lite.evaluation.classifier import load_classifier; load_classifier()", cwd=elsewhere, env=env)
     found = run(python, "-c", "from ddpm_lite import checkpoint as c; ps = c.progress_snapshots(); c.load(ps[-1]); "
                               "print(*ps)", cwd=elsewhere, env=env).stdout.split()
     shipped = sorted((REPO / "checkpoints" / "progress").glob("*.pt"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ddpm_lite.cli import evaluate_command as evaluate_cmd
-from ddpm_lite import metrics
+from ddpm_lite.evaluation import metrics
 from ddpm_lite.cli import main
 from ddpm_lite.data import DataNotFoundError, load_images
 

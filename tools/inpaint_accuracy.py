@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 
 import ddpm_lite
-from ddpm_lite import editing, metrics
-from ddpm_lite.classifier import load_classifier
+from ddpm_lite import editing
+from ddpm_lite.evaluation import metrics
+from ddpm_lite.evaluation.classifier import load_classifier
 
 
 def rate(probs: torch.Tensor, labels: torch.Tensor) -> dict:

@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 import torch
 
-from .data import check_images, load_images
+from ..data import check_images, load_images
+from .classifier import load_classifier
 
 CONFIDENT, K = 0.9, 3
 
@@ -133,7 +134,6 @@ def evaluate(images, labels=None, classifier=None, seed: int = 0, data_root=None
              ref: Reference | None = None) -> dict:
     """{"model": figures for the images, "real": the real-data row at the same n}.
     ref: reference(classifier) computed once, for scoring several image sets against the same test digits."""
-    from .classifier import load_classifier
     classifier = classifier or load_classifier()
     ref = ref if ref is not None else reference(classifier, data_root, batch_size)
     feats, probs = embed(classifier, images, batch_size)
