@@ -96,7 +96,8 @@ def thread_table(n: int, steps: int) -> str:
         env.update({"OMP_WAIT_POLICY": policy} if policy else {})
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
                                                           env.get("PYTHONPATH")]))
-        argv = [sys.executable, "-m", __spec__.name, "--threads", str(threads), "--n", str(n), "--thread-probe", str(steps)]
+        argv = [sys.executable, "-m", __spec__.name, "--threads", str(threads), "--n", str(n),
+                "--thread-probe", str(steps)]
         out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
         t = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append([threads, policy or "default (active)", f"{t['wall_s']:.2f}", f"{t['cpu_s']:.2f}"])

@@ -1,6 +1,6 @@
 """Time to quality, side by side: ddpm-lite's recipe against the plain recipe a user writes with diffusers.
 
-    python -m benchmarks.time_to_quality_race --budgets 10,20,40 --out runs/race --json race.json  # 40 min, then scoring
+    python -m benchmarks.time_to_quality_race --budgets 10,20,40 --out runs/race --json race.json  # 40 min, scoring
     python -m benchmarks.time_to_quality_race --score-only runs/race --n 2000 --json race_2000.json  # score again
     python -m benchmarks.time_to_quality_race --smoke --out /tmp/race     # seconds: the code runs, figures mean nothing
 
@@ -323,7 +323,8 @@ def worker(args) -> int:
 
 
 def start_worker(args, name: str) -> subprocess.Popen:
-    argv = [sys.executable, "-m", __spec__.name, "--worker", name, "--out", str(args.out), "--threads", str(args.threads),
+    argv = [sys.executable, "-m", __spec__.name, "--worker", name, "--out", str(args.out),
+            "--threads", str(args.threads),
             "--seed", str(args.seed), "--budgets", ",".join(f"{b:g}" for b in args.budgets)]
     argv += ["--smoke"] * args.smoke + (["--data-root", args.data_root] if args.data_root else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),  # these benchmarks, this ddpm_lite

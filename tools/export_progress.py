@@ -4,7 +4,7 @@
     python -m tools.export_progress snaps/step_000050.pt snaps/step_000450.pt ... --out checkpoints/progress
 
 Each SNAPSHOT is a training checkpoint (a run's last.pt, or a copy of it taken during the run); it becomes
-OUT/step_<step>.pt (ddpm_lite.lab.snapshots.snapshot_payload: float16 weights, configs, the source's recommended sampling
+OUT/step_<step>.pt (lab.snapshots.snapshot_payload: float16 weights, configs, the source's recommended sampling
 if any, and its step, images seen, epochs, minutes of training and loss). Pick about six points spread over the run:
 each file is about 1.6 MB for the release architecture, and the shipped set stays under 10 MB. The folder holds one
 run: step_*.pt files of an earlier export that this one does not write are removed. The command used belongs in
