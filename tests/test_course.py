@@ -1,4 +1,4 @@
-"""ddpm_lite.course: the smoke switch, and figures that reach assets/ only when scripts/run_notebooks.py asks."""
+"""ddpm_lite.lab.course: the smoke switch, and figures that reach assets/ only when tools/run_notebooks.py asks."""
 from pathlib import Path
 
 import matplotlib

@@ -11,7 +11,7 @@ execution timing metadata and widget state are dropped, a slider's output become
 need a kernel; a static twin sits beside each), and a tqdm progress widget becomes its final text line.
 A notebook with an error output or a machine path in its outputs fails the run and is not written.
 The kernel imports ddpm_lite from this checkout (its root goes first on PYTHONPATH). Only a full run written in
-place (`make notebooks`) sets DDPM_LITE_ASSETS, so only it writes the figures in assets/ (ddpm_lite.course); a
+place (`make notebooks`) sets DDPM_LITE_ASSETS, so only it writes the figures in assets/ (ddpm_lite.lab.course); a
 smoke run, a run with --out and a learner's own run write figures to a temporary folder.
 """
 from __future__ import annotations
