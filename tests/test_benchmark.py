@@ -6,6 +6,7 @@ No timing is asserted: speed figures live in benchmarks/README.md, measured by `
 from __future__ import annotations
 
 import importlib.util
+import time
 
 import pytest
 
@@ -70,10 +71,17 @@ def test_the_command_says_where_the_suite_lives_outside_a_checkout(capsys, tmp_p
 
 
 def test_measure_keeps_the_fastest_of_interleaved_runs():
-    calls = []
-    times = timing.measure({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeat=3, warmup=1)
+    calls, naps = [], iter([0, 0.3, 0.01, 0.01])  # a's warm-up, then a slow first repeat
+
+    def a():
+        calls.append("a")
+        time.sleep(next(naps))
+
+    times = timing.measure({"a": a, "b": lambda: calls.append("b")}, repeat=3, warmup=1)
     assert calls == ["a", "b"] * 4  # one warm-up each, then round-robin
-    assert set(times) == {"a", "b"} and all(t.wall_s >= 0 and t.cpu_s >= 0 for t in times.values())
+    assert 0.01 <= times["a"].wall_s < 0.09  # the fastest repeat: not the slow one, nor the mean (0.107 s)
+    assert times["a"].cpu_s < times["a"].wall_s  # a sleep takes wall time, not CPU time
+    assert times["b"].wall_s < 0.01
 
 
 def test_count_flops_of_a_matmul_is_exact():

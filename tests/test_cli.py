@@ -341,3 +341,18 @@ def test_train_on_a_folder_takes_its_classes_from_the_folder(capsys, tmp_path, c
     assert code == 0, err
     from ddpm_lite import checkpoint
     assert checkpoint.load(run / "last.pt")["model_config"]["num_classes"] == expected
+
+
+def test_evaluate_without_mnist_fails_before_it_samples(capsys, monkeypatch, tmp_path, tiny_ckpts):
+    from ddpm_lite.cli import evaluate_command
+    sampled = []
+    monkeypatch.setattr(evaluate_command, "generate", lambda *a: sampled.append(1))
+    monkeypatch.setattr("ddpm_lite.data._torchvision_dataset", _no_download)
+    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", str(tiny_ckpts.cond), "--n", "10",
+                           "--data-root", str(tmp_path))
+    assert code == 2 and "MNIST" in err and sampled == []
+
+
+def _no_download(name, root, train, download):
+    from ddpm_lite.errors import DataNotFoundError
+    raise DataNotFoundError(f"MNIST was not found under {root}")

@@ -9,11 +9,11 @@ import sysconfig
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from conftest import REPO
+from conftest import REPO, missing
 
-pytestmark = pytest.mark.skipif(not (REPO / "checkpoints" / "ddpm_mnist.pt").is_file(), reason="no shipped checkpoint")
+if not (REPO / "checkpoints" / "ddpm_mnist.pt").is_file():
+    missing("no shipped checkpoint at checkpoints/ddpm_mnist.pt")
 
 
 def run(*argv, **kw):

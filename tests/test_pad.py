@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("ipywidgets")
+from conftest import require, tiny_unet
 
-from conftest import tiny_unet  # noqa: E402
+require("ipywidgets")  # in the dev and notebooks extras: required
+
 from ddpm_lite import editing
 from ddpm_lite.lab import pad  # noqa: E402
 from ddpm_lite.schedule import Schedule  # noqa: E402
@@ -72,7 +73,8 @@ def test_the_pad_shows_what_sdedit_computes(model, schedule):
 
 
 def test_mouse_strokes_draw_and_clear_empties(model, schedule):
-    pytest.importorskip("ipycanvas")
+    pytest.importorskip("ipycanvas", reason="ipycanvas (optional: pip install -e '.[pad]') is not installed; "
+                                            "without it the pad offers built-in sketches, tested above")
     p = pad.drawing_pad(model, schedule, t0=8, n=2, sketch="bar")
     assert p.canvas is not None and p.sketch_menu.value == "bar"
     before = p.frame()

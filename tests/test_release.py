@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from conftest import missing
 from ddpm_lite import checkpoint, sample
 
 
@@ -9,7 +10,7 @@ from ddpm_lite import checkpoint, sample
 def release():
     path = checkpoint.shipped(checkpoint.RELEASE_NAME)
     if not path.is_file():
-        pytest.skip(f"no shipped checkpoint at {path}")
+        missing(f"no shipped checkpoint at {path}")
     return checkpoint.load(path)
 
 

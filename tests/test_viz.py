@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import require
 from ddpm_lite.lab.viz import grid_uint8, save_gif, save_grid, strip, to_npy
 
 
@@ -54,7 +55,7 @@ def test_strip_puts_x_t_above_the_predictions():
 
 
 def test_plots_draw_without_a_display():
-    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     from ddpm_lite.schedule import Schedule
     from ddpm_lite.lab.viz import plot_loss, plot_schedules, show_row

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("ipywidgets")
+from conftest import require, tiny_unet
 
-from conftest import tiny_unet  # noqa: E402
+require("ipywidgets")  # in the dev and notebooks extras: required
+
 from ddpm_lite import checkpoint  # noqa: E402
 from ddpm_lite.checkpoint import load_model  # noqa: E402
 from ddpm_lite.data import to_uint8  # noqa: E402
@@ -269,3 +270,50 @@ def test_learning_twin_shows_the_same_pictures_in_rows(snapshots, tmp_path, monk
                      "step 3,000\n3.20 epochs\n300.0 min"]
     assert heads == ["0", "1", "2"]  # the labels of the first line of digits
     assert decode_png(path.read_bytes()).shape[0] > 3 * 60
+
+
+def test_steps_slider_shows_each_model_at_k_steps_from_the_same_noise():
+    schedule = Schedule.cosine(20)
+    teacher, student = tiny_unet(seed=1), tiny_unet(seed=2)
+    student.prediction, student.sampling = "v", SamplerSettings(steps=2, grid="trailing")  # as a distilled student
+    plain = SamplerSettings(sampler="ddim", eta=0.0, grid="trailing")
+    models = {"teacher": (teacher, plain), "student": (student, None)}
+    w = widgets.steps_slider(models, schedule, steps=(1, 2, 4), n=3, seed=5, value=2)
+    gap = np.full((32, WHITE_GAP), 255, np.uint8)  # a 3-wide grid of 28 px tiles with 2 px padding is 32 px high
+    draw = lambda m, k, **kw: grid_uint8(sample(m, schedule, 3, labels="all", generator=seeded(5), steps=k,  # noqa
+                                                **kw), 3)
+    expected = {k: big(np.hstack([draw(teacher, k, eta=0.0, grid="trailing"), gap, draw(student, k)]), 3)
+                for k in (1, 2, 4)}
+    calls = []
+    for m in (teacher, student):
+        m.register_forward_hook(lambda *a: calls.append(1))
+    assert w.slider.value == 2
+    for k in (4, 1, 2):
+        w.slider.value = k
+        assert np.array_equal(w.frame(), expected[k]), k
+        assert w.status.value.startswith(f"<b>{k} step{'s' if k > 1 else ''}</b>")
+    assert "teacher (DDIM, eta 0, trailing grid), student (DDIM, eta 0, trailing grid)" in w.status.value
+    assert calls == [] and w.errors == []  # sampled once, when built
+    assert {"ddpm-lite-widget", "ddpm-lite-steps"} <= set(w.container._dom_classes)
+    with pytest.raises(ValueError, match="at least one"):
+        widgets.steps_slider({}, schedule)
+
+
+def test_steps_twin_shows_the_sliders_pictures_in_rows(tmp_path, monkeypatch):
+    schedule = Schedule.cosine(20)
+    models = {"ddim": (tiny_unet(seed=1), SamplerSettings(sampler="ddim")),
+              "dpm++": (tiny_unet(seed=1), SamplerSettings(sampler="dpm++"))}
+    w = widgets.steps_slider(models, schedule, steps=(1, 3), n=3, seed=2, scale=1)
+    drawn, save_rows = {}, twins._save_rows
+
+    def spy(path, rows, *args, **kw):
+        drawn.update(rows=rows, args=args)
+        return save_rows(path, rows, *args, **kw)
+    monkeypatch.setattr(twins, "_save_rows", spy)
+    path = twins.save_steps_strip(tmp_path / "steps.png", models, schedule, steps=(1, 3), n=3, seed=2)
+    gap = np.full((32, WHITE_GAP), 255, np.uint8)
+    for j, k in enumerate((1, 3)):
+        w.slider.value = k
+        assert np.array_equal(w.frame(), np.hstack([drawn["rows"][2 * j], gap, drawn["rows"][2 * j + 1]])), k
+    assert drawn["args"] == (["ddim\n1 step", "dpm++\n1 step", "ddim\n3 steps", "dpm++\n3 steps"], ["0", "1", "2"])
+    assert decode_png(path.read_bytes()).shape[0] > 4 * 30

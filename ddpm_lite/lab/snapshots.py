@@ -88,6 +88,7 @@ def settings_text(s: SamplerSettings, T: int) -> str:
     """"DDIM 20 steps, eta 1, eps / 0.98": the sampler and the knobs that differ from the plain defaults."""
     parts = [f"{s.sampler.upper()} {s.resolved_steps(T)} steps"] + ([f"eta {s.eta:g}"] if s.sampler != "ddpm" else [])
     parts += [f"eps / {s.eps_scaling:g}"] if s.eps_scaling != 1 else []
+    parts += ["trailing grid"] if s.grid == "trailing" else []
     parts += [f"guidance w = {s.guidance:g}"] if s.guidance else []
     return ", ".join(parts + ([s.precision] if s.precision != "fp32" else []))
 

@@ -13,7 +13,8 @@ from ..data import check_images
 from ..diffusion import noise_to_step
 from ..schedule import Schedule
 from .viz import grid_uint8, save_gif, upscale, write_gif
-from .widgets import digit_noise, guided_samples, learning_rows, reverse_picture, reverse_trajectory
+from .widgets import (digit_noise, guided_samples, learning_rows, reverse_picture, reverse_trajectory,
+                      steps_samples)
 
 
 def _save_rows(path, rows, row_labels, col_labels=(), cell=30) -> Path:
@@ -79,6 +80,17 @@ def save_learning_strip(path, snapshots=None, n=20, labels="all", seed=0, settin
     heads = [] if first is None else [str(int(y)) for y in first[:nrow]]
     names = [_progress_label(snap.progress) for snap, _ in rows]
     return _save_rows(path, [grid for _, grid in rows], names, heads, cell=rows[0][0].x.shape[-1] + 2)
+
+
+def save_steps_strip(path, models: dict, schedule, steps=(1, 2, 4, 8), n=8, labels="all", seed=0) -> Path:
+    """Static twin of steps_slider: for each number of steps, one row of n samples per entry name: (model, settings)
+    of `models`, all from the same x_T and labels; with labels "all" (in turn) the columns are headed by them."""
+    drawn = steps_samples(models, schedule, steps, n, labels, seed)
+    rows = [grid_uint8(drawn[name, k], nrow=n) for k in steps for name in models]
+    names = [f"{name}\n{k} step{'s' if k > 1 else ''}" for k in steps for name in models]
+    classes = next(iter(models.values()))[0].config.num_classes
+    heads = [str(i % classes) for i in range(n)] if isinstance(labels, str) and labels == "all" else []
+    return _save_rows(path, rows, names, heads, cell=drawn[next(iter(drawn))].shape[-1] + 2)
 
 
 def _progress_label(p) -> str:

@@ -97,8 +97,10 @@ def upscale(a: np.ndarray, k: int) -> np.ndarray:
     return a.repeat(k, axis=0).repeat(k, axis=1)
 
 
-def side_by_side(a: np.ndarray, b: np.ndarray, gap: int = 8) -> np.ndarray:
-    return np.hstack([a, np.full((a.shape[0], gap, *a.shape[2:]), 255, np.uint8), b])
+def side_by_side(*pictures: np.ndarray, gap: int = 8) -> np.ndarray:
+    """Pictures of one height in a row, left to right, with white gaps between them."""
+    bar = np.full((pictures[0].shape[0], gap, *pictures[0].shape[2:]), 255, np.uint8)
+    return np.hstack([part for picture in pictures for part in (bar, picture)][1:])
 
 
 def plot_schedules(schedules, ax=None):

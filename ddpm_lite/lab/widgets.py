@@ -5,6 +5,8 @@
 - reverse_slider: x_t and the predicted x0 at each step of one trajectory, sampled once (Alg. 2, or DDIM Eq. 12).
 - guidance_slider: a grid of samples per guidance scale w (Ho & Salimans 2022, Eq. 6), fixed seed, cached.
 - learning_slider: the same x_T and labels decoded by each progress snapshot of one training run (snapshots.py).
+- steps_slider: models (or samplers) side by side at each number of steps, from the same x_T and labels: a distilled
+  student against its teacher (distill.py).
 
 Slider t is the paper's t in 0..T: t = 0 is the clean digit, t >= 1 is the package's 0-based code index t - 1.
 A move redraws by encoding uint8 arrays as PNG into an ipywidgets.Image: the curves are drawn once by matplotlib,
@@ -24,9 +26,9 @@ import torch
 
 from ..data import check_images
 from ..diffusion import noise_to_step
-from ..samplers import Trajectory, sample, sample_trajectory
+from ..samplers import Trajectory, sample, sample_trajectory, settings_of
 from ..schedule import Schedule
-from .snapshots import LEARNING_SETTINGS, shipped_snapshots, snapshot_samples
+from .snapshots import LEARNING_SETTINGS, settings_text, shipped_snapshots, snapshot_samples
 from .viz import decode_png, grid_uint8, image_uint8, png, side_by_side, upscale
 
 MARKER, LINE, BAR = 255, 254, 253  # palette slots painted on the panels: red marker, grey line, blue bars
@@ -72,6 +74,20 @@ def learning_rows(snapshots=None, n: int = 20, labels="all", seed: int = 0, sett
         raise ValueError("no snapshots given; pass checkpoint paths, or None for the shipped ones")
     drawn = [snapshot_samples(p, n, labels, seed, settings or LEARNING_SETTINGS) for p in paths]
     return [(snap, grid_uint8(snap.x, nrow)) for snap in drawn]
+
+
+def steps_samples(models: dict, schedule, steps=(1, 2, 4, 8), n: int = 8, labels="all", seed: int = 0) -> dict:
+    """{(name, k): samples (n, C, H, W)} for each entry name: (model, SamplerSettings or None) of `models` at each
+    number of steps k. Every one starts from the x_T of torch.Generator().manual_seed(seed) with the same labels (as
+    sample() takes them), so only the model, its sampler and k differ. Settings None: the model's own."""
+    drawn = {}
+    for name, (model, settings) in models.items():
+        for k in steps:
+            s = (settings or settings_of(model)).with_overrides(steps=int(k)).to_dict()
+            s.pop("labels")  # the labels are given, one spec for every model
+            drawn[name, k] = sample(model, schedule, n, labels=labels, generator=torch.Generator().manual_seed(seed),
+                                    **s)
+    return drawn
 
 
 class Panel:
@@ -313,6 +329,36 @@ class LearningSlider(SliderWidget):
                                     f"{snap.progress.describe(' &middot; ')} &middot; {snap.sampler}")
 
 
+def sampler_text(s, T: int) -> str:
+    """"DDIM, eta 0, trailing grid": snapshots.settings_text without the number of steps."""
+    return ", ".join([s.sampler.upper(), *settings_text(s, T).split(", ")[1:]])
+
+
+class StepsSlider(SliderWidget):
+    kind = "steps"
+
+    def __init__(self, models, schedule, steps=(1, 2, 4, 8), n=8, labels="all", seed=0, value=None, scale=3,
+                 nrow=None):
+        import ipywidgets as W
+        if not models:
+            raise ValueError("steps_slider needs at least one entry name: (model, settings)")
+        self.steps, self.seed = [int(k) for k in steps], seed
+        drawn = steps_samples(models, schedule, self.steps, n, labels, seed)
+        self.nrow = nrow or min(n, 4)
+        self.pngs = {k: png(upscale(side_by_side(*[grid_uint8(drawn[name, k], self.nrow) for name in models]), scale))
+                     for k in self.steps}  # sampled once: a move only swaps bytes
+        self.names = [f"{name} ({sampler_text(s or settings_of(m), schedule.T)})" for name, (m, s) in models.items()]
+        slider = W.SelectionSlider(options=[(str(k), k) for k in self.steps], description="steps",
+                                   value=self.steps[0] if value is None else int(value), continuous_update=True,
+                                   layout=W.Layout(width="320px"))
+        self._build(slider, [], [W.Image(format="png")])
+
+    def draw(self):
+        k = self.slider.value
+        return [self.pngs[k]], (f"<b>{k} step{'s' if k > 1 else ''}</b> &middot; left to right: "
+                                f"{', '.join(self.names)} &middot; the same x_T and labels (seed {self.seed})")
+
+
 def forward_slider(images, schedules=("linear", "cosine"), T=1000, **kw) -> ForwardSlider:
     """Slider over t = 0..T for digits (N, C, H, W) in [-1, 1] (uint8 is converted); see ForwardSlider for options."""
     return ForwardSlider(images, schedules, T, **kw)
@@ -326,6 +372,12 @@ def reverse_slider(model, schedule=None, sampler=None, steps=None, n=8, labels=N
 def guidance_slider(model, schedule, scales=(0, 0.5, 1, 2, 3, 4), steps=10, seed=0, **kw) -> GuidanceSlider:
     """Slider over guidance scales w and a digit menu for a class-conditional model; grids are cached."""
     return GuidanceSlider(model, schedule, scales, steps, seed, **kw)
+
+
+def steps_slider(models, schedule, steps=(1, 2, 4, 8), n=8, labels="all", seed=0, **kw) -> StepsSlider:
+    """Slider over numbers of steps: each entry name: (model, SamplerSettings or None for its own) of `models`
+    side by side, from the same x_T and labels; every picture is sampled once, when it is built."""
+    return StepsSlider(models, schedule, steps, n, labels, seed, **kw)
 
 
 def learning_slider(snapshots=None, n=20, labels="all", seed=0, **kw) -> LearningSlider:

@@ -2,8 +2,8 @@
 
 Every course notebook runs in full in the browser (slow): the ones without a widget are only checked to run
 clean, with their figures on the page. For each notebook that builds sliders (tests/browser/sliders.ipynb, and notebooks/*.ipynb that call forward_slider,
-reverse_slider, guidance_slider or learning_slider) the test runs all cells in a private JupyterLab, then per
-slider: presses ArrowRight, presses End, drags the handle, picks another entry in each menu. After each move it
+reverse_slider, guidance_slider, learning_slider or steps_slider) the test runs all cells in a private JupyterLab,
+then per slider: presses ArrowRight, presses End, drags the handle, picks another entry in each menu. After each move it
 waits for the picture's src to change and the kernel to go idle, then checks that the status line names the value
 the slider shows, that no error is on the page, and, for sliders.ipynb, that the PNG the page shows is byte for byte
 the picture the same cells compute in this process. Screenshots and timings go to test-artifacts/browser/.
@@ -27,10 +27,10 @@ REPO = Path(__file__).resolve().parents[2]
 OWN = Path(__file__).with_name("sliders.ipynb")
 OWN_PAD = Path(__file__).with_name("pad.ipynb")
 ARTIFACTS = REPO / "test-artifacts" / "browser"
-SLIDER_CALL = re.compile(r"\b(forward_slider|reverse_slider|guidance_slider|learning_slider)\(")
+SLIDER_CALL = re.compile(r"\b(forward_slider|reverse_slider|guidance_slider|learning_slider|steps_slider)\(")
 PAD_CALL = re.compile(r"\bdrawing_pad\(")
 STATUS_VALUE = {"forward": r"t = (\d+)", "reverse": r"step (\d+)/", "guidance": r"w = ([-\d.]+)",
-                "learning": r"snapshot (\d+)/"}
+                "learning": r"snapshot (\d+)/", "steps": r"(\d+) steps?\b"}
 HANDLE = ".ddpm-lite-slider .noUi-handle, .ddpm-lite-slider .ui-slider-handle"  # ipywidgets 8, 7
 TRACK = ".ddpm-lite-slider .noUi-base, .ddpm-lite-slider .ui-slider"
 ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type*="error"], .jp-OutputArea-output[data-mime-type*="stderr"]'
