@@ -31,4 +31,4 @@ test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow
 
 notebooks: $(VENV)/.installed  ## re-execute the tutorial notebooks in place (full mode): the outputs GitHub shows
-	$(PY) scripts/run_notebooks.py
+	$(PY) -m tools.run_notebooks

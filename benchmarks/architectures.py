@@ -1,6 +1,6 @@
 """Cost per forward pass of UNet variants: which architecture could draw 64 digits with DDIM in about 2 s.
 
-    python benchmarks/architectures.py [--threads 1] [--n 64] [--repeat 3]
+    python -m benchmarks.architectures [--threads 1] [--n 64] [--repeat 3]
 
 Only cost is measured here, never sample quality: every variant is freshly initialised. For each: parameters,
 GFLOP per forward of a batch of n (convolutions and matrix products), the wall and CPU time of that forward and of
@@ -17,7 +17,7 @@ import sys
 import torch
 import torch.nn as nn
 
-from ddpm_lite.benchmark import count_flops, format_table, machine_note, measure
+from benchmarks.timing import count_flops, format_table, machine_note, measure
 from ddpm_lite.unet import ResBlock, UNet, UNetConfig, count_parameters
 
 VARIANTS = {  # name: (UNetConfig overrides, drop the second GroupNorm of every residual block)

@@ -1,6 +1,6 @@
 """Warm wall time of ddpm_lite.sample for 64 digits from the shipped checkpoint (model card table).
 
-    python benchmarks/sample64.py [--bf16] [--fast]
+    python -m benchmarks.sample64 [--bf16] [--fast]
     --bf16: every row again with the network under bf16 autocast; --fast: only the fast setting's row
 """
 import sys

@@ -1,7 +1,7 @@
 """Which speed options pay off when sampling on a CPU, measured: memory layout, torch.compile, thread settings, and
 the sampler's own overhead beside the network's.
 
-    python benchmarks/speed_options.py [--threads 1] [--compile]
+    python -m benchmarks.speed_options [--threads 1] [--compile]
 
 Forward passes of the default UNet on a batch of n, best of --repeat, variants interleaved; "max |diff|" is the
 largest difference from the channels-first output (float rounding only). torch.compile is timed separately,
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ddpm_lite.benchmark import format_table, machine_note, measure
+from benchmarks.timing import format_table, machine_note, measure
 from ddpm_lite.samplers import sample
 from ddpm_lite.schedule import Schedule
 from ddpm_lite.unet import UNet, UNetConfig
@@ -96,7 +96,8 @@ def thread_table(n: int, steps: int) -> str:
         env.update({"OMP_WAIT_POLICY": policy} if policy else {})
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
                                                           env.get("PYTHONPATH")]))
-        argv = [sys.executable, __file__, "--threads", str(threads), "--n", str(n), "--thread-probe", str(steps)]
+        argv = [sys.executable, "-m", __spec__.name, "--threads", str(threads), "--n", str(n),
+                "--thread-probe", str(steps)]
         out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
         t = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append([threads, policy or "default (active)", f"{t['wall_s']:.2f}", f"{t['cpu_s']:.2f}"])

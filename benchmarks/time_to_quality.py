@@ -1,7 +1,7 @@
 """Minutes of training until samples reach a quality level: the classifier-confident share of metrics.py.
 
-    python benchmarks/time_to_quality.py RUN_OR_CHECKPOINTS... [--level 0.9] [--n 500] [--steps 20]
-    python benchmarks/time_to_quality.py --collect runs/mnist snapshots/      # while `train --out runs/mnist` runs
+    python -m benchmarks.time_to_quality RUN_OR_CHECKPOINTS... [--level 0.9] [--n 500] [--steps 20]
+    python -m benchmarks.time_to_quality --collect runs/mnist snapshots/      # while `train --out runs/mnist` runs
 
 For each checkpoint (a file, or every .pt file in a folder): its step, the training minutes that reached it (the
 checkpoint's meta.elapsed_s, else summed from its history rows [step, loss, lr, images/s]), the last logged loss,
@@ -47,7 +47,7 @@ def training_minutes(ckpt: dict) -> float | None:
 def quality(model, schedule, classifier, n: int, steps: int, seed: int, batch: int = 250) -> tuple[float, float]:
     """(confident share, class balance) of n plain DDIM samples (eta 0, no epsilon scaling, the "no label" path,
     whatever the checkpoint recommends), rounded to uint8 as `sample --npy` writes them."""
-    from ddpm_lite.metrics import class_balance, confident_share, embed
+    from ddpm_lite.evaluation.metrics import class_balance, confident_share, embed
     g, images = torch.Generator().manual_seed(seed), []
     for i in range(0, n, batch):
         images.append(to_uint8(sample(model, schedule, min(batch, n - i), sampler="ddim", steps=steps, eta=0.0,
@@ -63,7 +63,7 @@ def checkpoints_in(paths: list) -> list:
 
 
 def score(args) -> int:
-    from ddpm_lite.classifier import load_classifier
+    from ddpm_lite.evaluation.classifier import load_classifier
     classifier = load_classifier(args.classifier)
     reached, below = None, None
     print(f"{'checkpoint':<24}{'step':>8}{'minutes':>9}{'loss':>9}{'confident':>11}{'balance':>9}")
@@ -94,7 +94,7 @@ def score(args) -> int:
 
 def real_scores(classifier, n: int, seed: int) -> str:
     from ddpm_lite.data import DataNotFoundError, load_images
-    from ddpm_lite.metrics import class_balance, confident_share, embed
+    from ddpm_lite.evaluation.metrics import class_balance, confident_share, embed
     try:
         images, _ = load_images("mnist", train=True)
     except DataNotFoundError:

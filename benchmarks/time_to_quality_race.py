@@ -1,8 +1,8 @@
 """Time to quality, side by side: ddpm-lite's recipe against the plain recipe a user writes with diffusers.
 
-    python benchmarks/time_to_quality_race.py --budgets 10,20,40 --out runs/race --json race.json  # 40 min, then scoring
-    python benchmarks/time_to_quality_race.py --score-only runs/race --n 2000 --json race_2000.json  # score again
-    python benchmarks/time_to_quality_race.py --smoke --out /tmp/race     # seconds: the code runs, figures mean nothing
+    python -m benchmarks.time_to_quality_race --budgets 10,20,40 --out runs/race --json race.json  # 40 min, scoring
+    python -m benchmarks.time_to_quality_race --score-only runs/race --n 2000 --json race_2000.json  # score again
+    python -m benchmarks.time_to_quality_race --smoke --out /tmp/race     # seconds: the code runs, figures mean nothing
 
 The two recipes train at the same time, in two processes on this machine, each with --threads torch threads, one
 run each up to the largest budget. Each keeps its EMA weights when its own training clock passes a budget: the clock
@@ -18,7 +18,7 @@ beside real digits' row at the same n), so scoring takes no training time.
   stops the run if it turns out slower than probed. Sampled with sample() and the snapshot's settings
   (model.sampling: the checkpoint's recommended ones, or SamplerSettings' plain defaults when it has none).
 - diffusers' plain recipe (PLAIN below): UNet2DModel in our block layout, unconditional, at the widths whose
-  parameter count matches ours (ddpm_lite.speed; 28x28 as it is: this layout needs no padding to 32),
+  parameter count matches ours (benchmarks/versus_diffusers.py; 28x28 as it is: this layout needs no padding to 32),
   DDPMScheduler(num_train_timesteps=1000) (linear betas), add_noise, MSE on eps, torch's AdamW(lr=1e-3) (its
   default weight decay 0.01) held constant after a 100-step linear warm-up (diffusers.optimization's
   "constant_with_warmup"), gradients clipped at norm 1 (as diffusers' train_unconditional example does), batch 128,
@@ -46,14 +46,17 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ddpm_lite import checkpoint, metrics
-from ddpm_lite.benchmark import machine_note
+from ddpm_lite import checkpoint
+from ddpm_lite.evaluation import metrics
+from benchmarks.timing import machine_note
 from ddpm_lite.cli.args import Parser, nonneg_int, positive_int
 from ddpm_lite.data import load_images, to_model_range, to_uint8
 from ddpm_lite.errors import DdpmLiteError
 from ddpm_lite.samplers import sample
-from ddpm_lite.speed import diffusers_unet, matched_widths
-from ddpm_lite.train import Batches, TrainConfig, train
+from benchmarks.versus_diffusers import diffusers_unet, matched_widths
+from ddpm_lite.lab.plan import step_seconds
+from ddpm_lite.recipe import TrainConfig
+from ddpm_lite.training import Batches, train
 from ddpm_lite.unet import UNet, UNetConfig, count_parameters
 
 RECIPES = ("ours", "diffusers")
@@ -169,16 +172,7 @@ class Snapshots:
             self.saved += 1
 
 
-def seconds_per_step(stamps: list, warm: int) -> float:
-    """Mean seconds per step from the times at the end of each step, leaving out the first `warm` steps."""
-    return (stamps[-1] - stamps[warm - 1]) / (len(stamps) - warm)
-
-
 # ---- ours: the library's train() ----
-
-class BudgetSpent(Exception):
-    """Raised from train()'s callback once the last budget's snapshot is saved: the run is over."""
-
 
 def ours_config(args, setup: Setup, steps: int, out_dir: Path) -> TrainConfig:
     """TrainConfig's defaults as they are now; only the run's length, folder, seed, device (and --smoke's batch)."""
@@ -196,7 +190,7 @@ def probe_ours(args, setup: Setup, data) -> tuple:
     with tempfile.TemporaryDirectory() as tmp:
         final = train(ours_config(args, setup, setup.probe_steps, Path(tmp)), setup.unet, progress=False, data=data,
                       callback=lambda *_: stamps.append(time.perf_counter()))
-    return seconds_per_step(stamps, setup.probe_warm), {k: v for k, v in final.items() if k not in RUN_KEYS}
+    return step_seconds(stamps, setup.probe_warm), {k: v for k, v in final.items() if k not in RUN_KEYS}
 
 
 def run_ours(args, setup: Setup, data, folder: Path, probe: tuple, meta: dict) -> None:
@@ -207,14 +201,10 @@ def run_ours(args, setup: Setup, data, folder: Path, probe: tuple, meta: dict) -
     snaps = Snapshots(folder, args.budgets, clock, base, {**meta, "planned_steps": steps, "settings": asdict(cfg),
                                                            "batch_size": cfg.batch_size})
 
-    def callback(step, loss, model, ema):
-        if snaps.after_step(step, ema.state_dict):
-            raise BudgetSpent
-    try:
-        final = train(cfg, setup.unet, callback=callback, progress=False, data=data)
-    except BudgetSpent:
-        return
-    snaps.finish(final["step"], lambda: final["ema"])
+    def callback(step, loss, model, ema):  # False once the last budget's snapshot is saved: the run is over
+        return not snaps.after_step(step, ema.state_dict)
+    final = train(cfg, setup.unet, callback=callback, progress=False, data=data)
+    snaps.finish(final["step"], lambda: final["ema"])  # nothing left to save when the callback stopped the run
 
 
 def race_ours(args, setup: Setup, data, folder: Path, start, meta: dict) -> None:
@@ -280,7 +270,7 @@ def probe_plain(widths, setup: Setup, images, batch: int, seed: int) -> float:
     for step in range(setup.probe_steps):
         plain_step(p, images, batches, step)
         stamps.append(time.perf_counter())
-    return seconds_per_step(stamps, setup.probe_warm)
+    return step_seconds(stamps, setup.probe_warm)
 
 
 def race_plain(args, setup: Setup, data, folder: Path, start, meta: dict) -> None:
@@ -333,10 +323,11 @@ def worker(args) -> int:
 
 
 def start_worker(args, name: str) -> subprocess.Popen:
-    argv = [sys.executable, __file__, "--worker", name, "--out", str(args.out), "--threads", str(args.threads),
+    argv = [sys.executable, "-m", __spec__.name, "--worker", name, "--out", str(args.out),
+            "--threads", str(args.threads),
             "--seed", str(args.seed), "--budgets", ",".join(f"{b:g}" for b in args.budgets)]
     argv += ["--smoke"] * args.smoke + (["--data-root", args.data_root] if args.data_root else [])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),  # this very ddpm_lite
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),  # these benchmarks, this ddpm_lite
            "OMP_NUM_THREADS": str(args.threads)}
     return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
@@ -415,7 +406,7 @@ def score_row(ckpt: dict, result: dict, sampler: str) -> dict:
 def score(folder: Path, n: int | None, seed: int, data_root=None) -> tuple:
     """(rows, {recipe: its training meta}) for every snapshot in the folder, n samples each (None: 10,000, or
     --smoke's n for snapshots of a smoke run)."""
-    from ddpm_lite.classifier import load_classifier
+    from ddpm_lite.evaluation.classifier import load_classifier
     classifier = load_classifier()
     ref = metrics.reference(classifier, data_root)  # the 10,000 test digits, embedded once
     rows, recipes = [], {}

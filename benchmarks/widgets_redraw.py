@@ -1,6 +1,6 @@
 """How long a slider move takes in Python: the widgets' redraw against rebuilding a matplotlib figure per move.
 
-    python benchmarks/widgets_redraw.py [--moves 200]
+    python -m benchmarks.widgets_redraw [--moves 200]
 
 Prints the median and 95th percentile of the redraw (draw + PNG encoding + setting Image.value) for the three
 sliders, and the same for the naive approach (a fresh matplotlib figure with the digit, the curves and the
@@ -42,9 +42,10 @@ def setter(widget, value):
 def matplotlib_redraw(w, t):
     """The baseline: what a slider callback that redraws a matplotlib figure would pay per move."""
     import matplotlib.pyplot as plt
-    from ddpm_lite.widgets import digit_noise, forward_xt
+    from ddpm_lite.diffusion import noise_to_step
+    from ddpm_lite.lab.widgets import digit_noise
     s, x0 = w.schedules[w.schedule_menu.value], w.x0[:1]
-    xt = forward_xt(s, x0, digit_noise(x0, w.seed), t)[0, 0].numpy()
+    xt = noise_to_step(s, x0, t, digit_noise(x0, w.seed))[0, 0].numpy()
     fig, ax = plt.subplots(1, 3, figsize=(9, 2.4))
     ax[0].imshow(xt, cmap="gray", vmin=-1, vmax=1)
     ab = s.alpha_bars.numpy()

@@ -4,7 +4,7 @@ Layout: {"format": "ddpm-lite", "version": 1, "model_config": {...}, "schedule":
 "ema": state_dict, optionally "sampling" (the SamplerSettings it recommends) and "prediction" ("eps" when absent;
 "v" for a distilled student, distill.py), and for training checkpoints
 "model", "optimizer", "step", "rng", "train_config", "history"}. A release export keeps only the EMA weights.
-A progress snapshot (progress.py) stores them in float16 and adds "progress"; `load` returns float32 weights.
+A progress snapshot (lab/snapshots.py) stores them in float16 and adds "progress"; `load` returns float32 weights.
 Whole modules are never pickled. `read` is the one safe loader for every file ddpm-lite writes or ships.
 """
 from __future__ import annotations
@@ -25,7 +25,6 @@ from .unet import UNet, UNetConfig
 FORMAT, VERSION = "ddpm-lite", 1
 RELEASE_NAME, CLASSIFIER_NAME = "ddpm_mnist.pt", "mnist_classifier.pt"
 STUDENT_NAME = "ddpm_mnist_4step.pt"  # the release distilled to 4 sampling steps (distill.py)
-PROGRESS_DIR = "progress"  # the shipped snapshots of one training run, earliest first (progress.py)
 
 
 def shipped(name: str) -> Path:
@@ -36,15 +35,6 @@ def shipped(name: str) -> Path:
     except ImportError:
         raise CheckpointError(f"the shipped file {name} is not installed with ddpm_lite; install the package "
                               f"(pip install . or pip install -e .) or pass a checkpoint path") from None
-
-
-def progress_snapshots() -> list[Path]:
-    """The shipped progress snapshots (checkpoints/progress/*.pt), in training order: their names carry the step."""
-    found = sorted(shipped(PROGRESS_DIR).glob("*.pt"))
-    if not found:
-        raise CheckpointError(f"no progress snapshots are installed in {shipped(PROGRESS_DIR)}; write them with "
-                              f"scripts/export_progress.py (see checkpoints/README.md) or pass snapshot paths")
-    return found
 
 
 def default_checkpoint() -> Path:

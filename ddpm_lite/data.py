@@ -42,6 +42,8 @@ def check_images(images) -> torch.Tensor:
                          f"add the missing axes with images[:, None] or image[None]")
     if x.dtype == torch.uint8:
         return to_model_range(x)
+    if not x.is_floating_point():
+        raise ValueError(f"images must be uint8 pixels or floats in [-1, 1], got {x.dtype}")
     x = x.float()
     if x.min() < -1.001 or x.max() > 1.001:
         raise ValueError(f"images must be in [-1, 1], got values in [{x.min():.3g}, {x.max():.3g}]; "

@@ -1,8 +1,9 @@
 """The diffusion math as small pure functions over a Schedule and tensors (Ho et al. 2020).
 
-Forward process q(x_t | x_0) (Eq. 4) and q(x_t | x_{t-1}) (Eq. 2), the posterior q(x_{t-1} | x_t, x_0)
-(Eqs. 6-7), the conversions between eps, x0 (Eq. 11) and v (Salimans & Ho 2022), and the training loss L_simple (Eq. 14) with
-optional min-SNR-gamma weighting (Hang et al. 2023). The network never appears here except as a callable.
+Forward process q(x_t | x_0) (Eq. 4; noise_to_step takes the paper's t, 0 = clean) and q(x_t | x_{t-1}) (Eq. 2),
+the posterior q(x_{t-1} | x_t, x_0) (Eqs. 6-7), the conversions between eps, x0 (Eq. 11) and v (Salimans & Ho 2022),
+and the training loss L_simple (Eq. 14) with optional min-SNR-gamma weighting (Hang et al. 2023). The network never
+appears here except as a callable.
 """
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ from .schedule import Schedule, gather
 def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """Eq. 4: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps."""
     return gather(schedule.sqrt_alpha_bars, t, x0) * x0 + gather(schedule.sqrt_one_minus_alpha_bars, t, x0) * eps
+
+
+def noise_to_step(schedule: Schedule, x0: torch.Tensor, t: int, eps: torch.Tensor, name: str = "t") -> torch.Tensor:
+    """x0 (B, C, H, W) noised to the paper's step t in 0..T: Eq. 4 at code index t - 1; t = 0 returns x0 itself."""
+    if not 0 <= t <= schedule.T:
+        raise ValueError(f"{name} must be between 0 (the clean input) and T={schedule.T}, got {t}")
+    return x0 if t == 0 else q_sample(schedule, x0, torch.full((len(x0),), t - 1, device=x0.device), eps)
 
 
 def q_step(schedule: Schedule, x_prev: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from . import checkpoint
 from .data import load_images, to_model_range
 from .diffusion import v_from_x0, x0_from_eps
-from .distributed import acquire_run_folder, release_run_folder
 from .errors import CheckpointError, TrainingDiverged
+from .parallel.distributed import acquire_run_folder, release_run_folder
 from .samplers import PREDICTIONS, SamplerSettings, ddim_step, predict, timestep_pairs
-from .train import Batches, ema_decay_at, ema_update, pick_device
+from .recipe import ema_decay_at
+from .training import Batches, ema_update, pick_device
 
 TEACHER_STEPS = SamplerSettings(sampler="ddim", eta=0.0, grid="trailing")  # the deterministic path distilled
 
@@ -49,7 +50,7 @@ class DistillConfig:
     lr: float = 2e-4  # AdamW; warm-up, then linear decay to 0 within each stage
     warmup: int = 20
     grad_clip: float = 1.0
-    ema_decay: float = 0.999  # the cap of train.ema_decay_at's warm-up
+    ema_decay: float = 0.999  # the cap of recipe.ema_decay_at's warm-up
     label_dropout: float = 0.1  # share of labels replaced by "no label", as in training
     prediction: str = "v"
     seed: int = 0

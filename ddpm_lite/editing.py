@@ -22,7 +22,7 @@ import math
 import torch
 
 from .data import check_images
-from .diffusion import q_sample
+from .diffusion import noise_to_step
 from .samplers import SamplerSettings, reverse_process, settings_and_labels, timestep_pairs
 from .schedule import Schedule
 
@@ -30,13 +30,11 @@ MASKS = ("left", "right", "top", "bottom", "centre", "random")  # the region a m
 
 
 def noise_to(schedule: Schedule, x0: torch.Tensor, t0: int, generator=None) -> torch.Tensor:
-    """x0 noised to the paper's step t0: Eq. 4 at code index t0 - 1, eps drawn on the CPU; t0 = 0 returns x0."""
-    if not 0 <= t0 <= schedule.T:
-        raise ValueError(f"t0 must be between 0 (the input itself) and T={schedule.T}, got {t0}")
+    """x0 noised to the paper's step t0 (diffusion.noise_to_step), eps drawn on the CPU; t0 = 0 returns a copy."""
     if t0 == 0:
         return x0.clone()
     eps = torch.randn(x0.shape, generator=generator).to(x0.device)
-    return q_sample(schedule, x0, torch.full((len(x0),), t0 - 1, device=x0.device), eps)
+    return noise_to_step(schedule, x0, t0, eps, name="t0")
 
 
 def edit_pairs(schedule: Schedule, s: SamplerSettings, t0: int) -> list[tuple[int, int]]:
@@ -45,7 +43,7 @@ def edit_pairs(schedule: Schedule, s: SamplerSettings, t0: int) -> list[tuple[in
     return timestep_pairs(schedule.T, steps, s.spacing, start=t0 - 1, grid=s.grid)
 
 
-def _setup(model, x0, labels, generator, overrides):
+def _edit_inputs(model, x0, labels, generator, overrides):
     """(settings, images, labels for each) for one editing call; labels as samplers.resolve_labels takes them,
     None meaning the settings' choice, as in sample()."""
     x0 = check_images(x0)
@@ -60,7 +58,7 @@ def sdedit(model, schedule: Schedule, x0, t0: int, *, labels="none", generator=N
     t0 = 0 returns x0. The first draw from `generator` is the forward noise, so noise_to with an equally seeded
     generator gives the x_t0 the reverse process starts from. labels and settings as in samplers.sample; give a
     digit (and guidance w) to turn a sketch into that digit."""
-    s, x0, labels = _setup(model, x0, labels, generator, settings)
+    s, x0, labels = _edit_inputs(model, x0, labels, generator, settings)
     if t0 == 0:
         return x0.clone()
     device = torch.device(device or next(model.parameters()).device)
@@ -119,7 +117,7 @@ def inpaint(model, schedule: Schedule, x0, mask, *, jump: int = 1, resample: int
     resample = 1 only pastes the known pixels after each step; resample = r > 1 runs each block of `jump` steps r
     times, noising back up between runs (RePaint, Alg. 1). Costs resample * steps network evaluations. labels and
     settings as in samplers.sample; dpm++ restarts its second-order memory at each block."""
-    s, x0, labels = _setup(model, x0, labels, generator, settings)
+    s, x0, labels = _edit_inputs(model, x0, labels, generator, settings)
     if resample < 1:
         raise ValueError(f"resample must be a positive number of runs per block, got {resample}")
     device = torch.device(device or next(model.parameters()).device)

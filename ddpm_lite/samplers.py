@@ -302,7 +302,7 @@ def settings_and_labels(model, n: int, labels, generator, overrides: dict):
     return s, resolve_labels(s.labels if labels is None else labels, n, model.config.num_classes, seed)
 
 
-def _setup(model, schedule, n, x_T, labels, generator, overrides):
+def _resolve_call(model, schedule, n, x_T, labels, generator, overrides):
     """(settings, n, labels for all n, timestep pairs) for one call of sample / sample_trajectory."""
     if x_T is not None:
         if n is not None and n != len(x_T):
@@ -341,7 +341,7 @@ def sample(model, schedule: Schedule, n: int | None = None, *, labels=None, gene
     (resolve_labels). generator: a CPU torch.Generator; all noise is drawn from it, so a seed repeats the samples.
     batch_size: run at most this many samples through the network at once (None: all n).
     """
-    s, n, labels, pairs = _setup(model, schedule, n, x_T, labels, generator, settings)
+    s, n, labels, pairs = _resolve_call(model, schedule, n, x_T, labels, generator, settings)
     device = torch.device(device or next(model.parameters()).device)
     out = []
     for part in _batches(n, batch_size):
@@ -355,7 +355,7 @@ def sample_trajectory(model, schedule: Schedule, n: int | None = None, *, record
                       x_T=None, device=None, progress: bool = False, **settings) -> Trajectory:
     """sample() in one batch, also recording x_t and the predicted x0 at every step, or at the timesteps in
     `record`."""
-    s, n, labels, pairs = _setup(model, schedule, n, x_T, labels, generator, settings)
+    s, n, labels, pairs = _resolve_call(model, schedule, n, x_T, labels, generator, settings)
     device = torch.device(device or next(model.parameters()).device)
     steps = []
 

@@ -99,7 +99,7 @@ class Level(nn.Module):
 
 class UNet(nn.Module):
     # Speed switch, not part of the config (results equal to float rounding): on CPU the activations are kept
-    # channels-last, where oneDNN's convolutions need 10-20% less time per forward (benchmarks/README.md).
+    # channels-last, where oneDNN's convolutions run faster (benchmarks/README.md measures by how much).
     channels_last_cpu = True
 
     def __init__(self, config: UNetConfig = UNetConfig()):

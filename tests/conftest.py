@@ -71,7 +71,7 @@ def tiny_train_data():
 
 def tiny_train_config(out_dir, **kw):
     """A TrainConfig of a few steps on tiny_train_data(); kw overrides."""
-    from ddpm_lite.train import TrainConfig
+    from ddpm_lite.recipe import TrainConfig
     base = dict(steps=6, batch_size=8, lr=2e-3, warmup=2, T=50, ckpt_every=3, log_every=3, out_dir=str(out_dir),
                 device="cpu", seed=0)
     return TrainConfig(**{**base, **kw})

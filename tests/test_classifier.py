@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from conftest import missing
-from ddpm_lite import checkpoint, classifier
+from ddpm_lite import checkpoint
+from ddpm_lite.evaluation import classifier
 from ddpm_lite.checkpoint import CheckpointError
 from ddpm_lite.cli import main
 from ddpm_lite.data import DataNotFoundError, load_images

@@ -221,7 +221,7 @@ def test_a_device_this_machine_lacks_is_refused_before_any_work(capsys, monkeypa
 def test_the_train_command_says_what_it_will_do_and_where(device, asked, resume, bar, expected):
     """The default run (2 epochs = 3,750 steps of 32); the GPU hint only where auto found no GPU."""
     from ddpm_lite.cli.train_command import start_line
-    from ddpm_lite.train import TrainConfig
+    from ddpm_lite.recipe import TrainConfig
     assert start_line(TrainConfig(steps=3750), 60_000, device, asked=asked, resume=resume, bar=bar) == expected
 
 
@@ -240,7 +240,7 @@ def recommending_checkpoint(tiny_ckpts, tmp_path, **settings):
 
 def test_sample_with_no_flags_uses_the_checkpoints_recommended_settings(capsys, tiny_ckpts, tmp_path):
     from ddpm_lite import load_model, sample
-    from ddpm_lite.viz import to_npy
+    from ddpm_lite.lab.viz import to_npy
     ckpt = recommending_checkpoint(tiny_ckpts, tmp_path, steps=3, eta=0.7, eps_scaling=0.98, labels="random")
     code, _, err = run_cli(capsys, "sample", "--checkpoint", ckpt, "--n", "6", "--seed", "2", "--out",
                            tmp_path / "s.png", "--npy", tmp_path / "s.npy", "--no-progress")
@@ -320,7 +320,7 @@ def test_train_settings_outside_their_meaning_are_refused_by_the_parser(capsys, 
 
 def test_a_second_training_run_on_the_same_folder_gets_one_line(capsys, mnist, tmp_path):
     """The first run holds the run folder's lock (here: taken directly, as a running train() would)."""
-    from ddpm_lite.distributed import run_folder
+    from ddpm_lite.parallel.distributed import run_folder
     with run_folder(tmp_path / "run", None):
         result = run_cli(capsys, "train", "--steps", "2", *TINY_FLAGS, "--out", tmp_path / "run")
     assert_usage_error(result, "error: another training run is using run folder")

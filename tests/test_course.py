@@ -1,4 +1,4 @@
-"""ddpm_lite.course: the smoke switch, and figures that reach assets/ only when scripts/run_notebooks.py asks."""
+"""ddpm_lite.lab.course: the smoke switch, and figures that reach assets/ only when tools/run_notebooks.py asks."""
 from pathlib import Path
 
 import matplotlib
@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ddpm_lite import course  # noqa: E402
+from ddpm_lite.lab import course  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

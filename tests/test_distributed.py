@@ -3,7 +3,6 @@
 One spawn of two processes runs four distributed trainings (uninterrupted, interrupted at a checkpoint,
 resumed, and one where a single rank's loss turns NaN); the tests below each check one promise on the results.
 """
-import importlib
 import os
 import socket
 import time
@@ -14,10 +13,13 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import tiny_config, tiny_train_config, tiny_train_data
-from ddpm_lite import checkpoint, distributed
-from ddpm_lite.train import Batches, TrainConfig, TrainingDiverged, _draw, train
+from ddpm_lite import checkpoint
+from ddpm_lite import training as train_module
+from ddpm_lite.errors import TrainingDiverged
+from ddpm_lite.parallel import distributed
+from ddpm_lite.recipe import TrainConfig
+from ddpm_lite.training import Batches, _draw, train
 
-train_module = importlib.import_module("ddpm_lite.train")  # the module: the package's `train` is the function
 MODEL_CFG = tiny_config(image_size=8)
 WORLD = 2
 SPAWN_TIMEOUT_S = 240  # a hang (a rank waiting in a collective the other never joins) fails instead of blocking

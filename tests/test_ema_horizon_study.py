@@ -1,18 +1,14 @@
-"""scripts/ema_horizon_study.py: the extra EMAs kept beside a run are the EMAs that runs with those settings keep."""
+"""tools/ema_horizon_study.py: the extra EMAs kept beside a run are the EMAs that runs with those settings keep."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 
 import pytest
 import torch
 
-from conftest import REPO, tiny_config, tiny_train_config, tiny_train_data
-from ddpm_lite.train import train
-
-_spec = importlib.util.spec_from_file_location("ema_horizon_study", REPO / "scripts" / "ema_horizon_study.py")
-study_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study_script)
+from conftest import tiny_config, tiny_train_config, tiny_train_data
+from ddpm_lite.training import train
+from tools import ema_horizon_study as study_script
 
 
 def test_a_variant_is_the_ema_of_a_run_trained_with_that_decay(tmp_path):

@@ -64,9 +64,16 @@ def test_a_wheel_installed_without_e_samples_from_anywhere_offline(tmp_path):
     digits = np.load(elsewhere / "d.npy")
     assert digits.shape == (4, 28, 28) and digits.dtype == np.uint8
     # and the evaluation classifier and the progress snapshots (notebook 03's slider) travel with it
-    run(python, "-c", "from ddpm_lite.classifier import load_classifier; load_classifier()", cwd=elsewhere, env=env)
-    found = run(python, "-c", "from ddpm_lite import checkpoint as c; ps = c.progress_snapshots(); c.load(ps[-1]); "
-                              "print(*ps)", cwd=elsewhere, env=env).stdout.split()
+    run(python, "-c", "from ddpm_lite.evaluation.classifier import load_classifier; load_classifier()", cwd=elsewhere,
+        env=env)
+    found = run(python, "-c", "from ddpm_lite import checkpoint as c; from ddpm_lite.lab import snapshots as s; "
+                              "ps = s.shipped_snapshots(); c.load(ps[-1]); print(*ps)",
+                cwd=elsewhere, env=env).stdout.split()
     shipped = sorted((REPO / "checkpoints" / "progress").glob("*.pt"))
     assert [Path(p).name for p in found] == [p.name for p in shipped] and shipped
     assert all(Path(p).is_relative_to(tmp_path / "venv") for p in found), found
+    # the speed suite is not installed: the command says where it lives, in one line, and exits with status 2
+    bench = subprocess.run([str(python), "-m", "ddpm_lite", "benchmark", "--smoke"], capture_output=True, text=True,
+                           cwd=elsewhere, env=env, timeout=600)
+    assert bench.returncode == 2 and bench.stdout == "", bench.stderr
+    assert len(bench.stderr.strip().splitlines()) == 1 and "benchmarks/" in bench.stderr, bench.stderr

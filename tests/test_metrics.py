@@ -9,7 +9,7 @@ import torch
 
 from conftest import missing
 from ddpm_lite.cli import evaluate_command as evaluate_cmd
-from ddpm_lite import metrics
+from ddpm_lite.evaluation import metrics
 from ddpm_lite.cli import main
 from ddpm_lite.data import DataNotFoundError, load_images
 
@@ -101,15 +101,25 @@ def test_class_balance_confident_share_and_conditional_accuracy():
     assert metrics.conditional_accuracy(probs, torch.tensor([0, 1, 5, 3])) == 0.75
 
 
-def test_as_model_range_accepts_uint8_and_floats():
+class FlatClassifier:
+    """Features are the pixels themselves, so what embed fed the classifier can be read back."""
+
+    def features(self, x):
+        return x.flatten(1)
+
+    def logits_head(self, f):
+        return f[:, :10]
+
+
+def test_embed_takes_uint8_pixels_as_a_npy_file_holds_them_and_model_range_alike():
     u = np.zeros((3, 28, 28), np.uint8)
     u[0, 0, 0] = 255
-    x = metrics.as_model_range(u)
-    assert x.shape == (3, 1, 28, 28) and x.dtype == torch.float32
-    assert x[0, 0, 0, 0] == 1.0 and x[1].max() == -1.0
-    assert metrics.as_model_range(torch.zeros(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+    from_pixels, _ = metrics.embed(FlatClassifier(), u)
+    from_floats, _ = metrics.embed(FlatClassifier(), torch.as_tensor(u)[:, None].float() / 127.5 - 1)
+    assert torch.equal(from_pixels, from_floats)
+    assert from_pixels[0, 0] == 1.0 and from_pixels[1].max() == -1.0
     with pytest.raises(ValueError, match="uint8"):
-        metrics.as_model_range(np.zeros((2, 28, 28), np.int64))
+        metrics.embed(FlatClassifier(), np.zeros((2, 28, 28), np.int64))
 
 
 def cycling_test_digits(n):

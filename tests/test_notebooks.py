@@ -1,13 +1,12 @@
 """The tutorial notebooks: the committed outputs are clean, and every notebook runs top to bottom in smoke mode.
 
-Smoke mode is the notebooks' own switch (DDPM_LITE_FAST=1 through ddpm_lite.course: fewer samples and steps); it
-must not write into the repository. Figures reach assets/ only through ddpm_lite.course when
-scripts/run_notebooks.py runs in full mode in place (`make notebooks`); a learner's run writes none there. The committed outputs come from a full run of
-`python scripts/run_notebooks.py`, which shares its execution and checks with these tests.
+Smoke mode is the notebooks' own switch (DDPM_LITE_FAST=1 through ddpm_lite.lab.course: fewer samples and steps); it
+must not write into the repository. Figures reach assets/ only through ddpm_lite.lab.course when tools/run_notebooks.py
+runs in full mode in place (`make notebooks`); a learner's run writes none there. The committed outputs come from a
+full run of `python -m tools.run_notebooks`, which shares its execution and checks with these tests.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import statistics
@@ -18,10 +17,9 @@ import pytest
 
 import ddpm_lite
 
+from tools import run_notebooks
+
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-run_notebooks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_notebooks)
 
 TOUR = ["00_quickstart", "01_forward_process", "02_unet", "03_training", "04_sampling", "04b_score_view",
         "05_fast_sampling", "06_guidance", "07_evaluation", "08_editing", "09_train_your_own", "10_distillation"]
@@ -49,10 +47,10 @@ def test_committed_outputs_are_clean(path):
     nbformat.validate(nb)
     assert run_notebooks.problems(nb) == []  # no error outputs, no machine paths
     assert nb.metadata.kernelspec.name == "python3"
-    assert "widgets" not in nb.metadata, "widget state is dropped by scripts/run_notebooks.py"
+    assert "widgets" not in nb.metadata, "widget state is dropped by tools/run_notebooks.py"
     assert not any("execution" in c.metadata for c in nb.cells), "timing metadata is dropped by the script"
     assert nb.metadata.get("ddpm_lite", {}).get("fast") is False, \
-        f"{path.name} holds smoke-mode outputs (or none); regenerate with python scripts/run_notebooks.py"
+        f"{path.name} holds smoke-mode outputs (or none); regenerate with python -m tools.run_notebooks"
     assert all(c.execution_count is not None for c in code_cells(nb)), f"{path.name} was not run to the end"
     assert any("image/png" in out.get("data", {}) for c in code_cells(nb) for out in c.outputs), "no figures"
 
@@ -73,9 +71,9 @@ def test_notebook_uses_the_library_and_short_cells(path):
     assert re.search(r"^import ddpm_lite$", source, re.M)
     redefined = set(re.findall(r"^def (\w+)", source, re.M)) & set(ddpm_lite.__all__)
     assert not redefined, f"{path.name} redefines library functions {redefined}; import them instead"
-    assert "course." in source, "sizes and figure paths go through ddpm_lite.course (the smoke switch, assets/)"
+    assert "course." in source, "sizes and figure paths go through ddpm_lite.lab.course (the smoke switch, assets/)"
     assert "DDPM_LITE_FAST" not in source and "assets" not in source, \
-        "smoke switch and figure folder live in ddpm_lite.course, not in the notebook"
+        "smoke switch and figure folder live in ddpm_lite.lab.course, not in the notebook"
     assert statistics.median(len(c.source.splitlines()) for c in cells[2:]) <= 8  # story in markdown, code short
 
 

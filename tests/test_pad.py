@@ -13,9 +13,10 @@ from conftest import require, tiny_unet
 
 require("ipywidgets")  # in the dev and notebooks extras: required
 
-from ddpm_lite import editing, pad  # noqa: E402
+from ddpm_lite import editing
+from ddpm_lite.lab import pad  # noqa: E402
 from ddpm_lite.schedule import Schedule  # noqa: E402
-from ddpm_lite.viz import decode_png, grid_uint8, upscale  # noqa: E402
+from ddpm_lite.lab.viz import decode_png, grid_uint8, upscale  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Planning a run: the network shaped for the data, epochs to steps, a budget to steps and its message (exact
+"""Planning a run: a budget to steps and its message (exact
 strings), the probe's arithmetic on a scripted clock, and when bf16 autocast pays."""
 import itertools
 
@@ -6,31 +6,8 @@ import pytest
 import torch
 
 from conftest import tiny_config, tiny_train_config, tiny_train_data
-from ddpm_lite import plan
-from ddpm_lite.train import TrainConfig
-from ddpm_lite.unet import UNetConfig
-
-
-def test_the_network_takes_channels_size_and_classes_from_the_data():
-    grey = plan.model_config_for(torch.zeros(5, 1, 28, 28, dtype=torch.uint8), torch.tensor([0, 9, 3, 3, 1]))
-    assert grey == UNetConfig(in_channels=1, image_size=28, num_classes=10)
-    colour = plan.model_config_for(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.tensor([2, 0]),
-                                   base_channels=16)
-    assert colour == UNetConfig(in_channels=3, image_size=32, num_classes=3, base_channels=16)
-    one_class = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
-    assert plan.model_config_for(one_class, torch.zeros(4, dtype=torch.long)).num_classes is None
-    assert plan.model_config_for(one_class).num_classes is None
-
-
-def test_pictures_that_are_not_square_are_refused_with_the_fix():
-    with pytest.raises(ValueError, match=r"pictures must be square, got 28x32; .*image_size="):
-        plan.model_config_for(torch.zeros(1, 1, 28, 32))
-
-
-@pytest.mark.parametrize("epochs, n, batch, steps", [(2, 60_000, 128, 938), (1, 60_000, 128, 469), (0.5, 1000, 100, 5),
-                                                     (1, 1001, 100, 11), (1, 100, 128, 1), (1e-9, 100, 10, 1)])
-def test_epochs_to_steps_rounds_up(epochs, n, batch, steps):
-    assert plan.steps_for_epochs(epochs, n, batch) == steps
+from ddpm_lite.lab import plan
+from ddpm_lite.recipe import TrainConfig
 
 
 @pytest.mark.parametrize("seconds, text", [(0.2, "1 s"), (45, "45 s"), (89.4, "89 s"), (90, "2 min"), (720, "12 min"),
@@ -93,3 +70,9 @@ def test_bf16_autocast_pays_from_compute_capability_8(monkeypatch):
     for capability, pays in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert plan.amp_pays("cuda") is pays
+
+
+def test_step_seconds_leaves_out_the_first_steps():
+    stamps = [1.0, 2.0, 2.5, 3.0, 3.5]  # time at the end of each of 5 steps
+    assert plan.step_seconds(stamps, 1) == 2.5 / 4
+    assert plan.step_seconds(stamps, 2) == 0.5

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from conftest import tiny_config, tiny_train_config, tiny_train_data, tiny_unet
-from ddpm_lite import checkpoint, sample, train, viz
-from ddpm_lite.preview import Preview
+from ddpm_lite import checkpoint, sample, train
+from ddpm_lite.lab import viz
+from ddpm_lite.lab.preview import Preview
 from ddpm_lite.schedule import Schedule
 
 SCHEDULE = Schedule.cosine(20)

@@ -1,8 +1,8 @@
-"""ddpm_lite.toy: the 2-D mixture's closed forms, and the exact denoiser driving the library's samplers."""
+"""ddpm_lite.lab.toy: the 2-D mixture's closed forms, and the exact denoiser driving the library's samplers."""
 import torch
 
 import ddpm_lite
-from ddpm_lite import toy
+from ddpm_lite.lab import toy
 
 
 def mixture():

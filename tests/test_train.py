@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from conftest import tiny_config, tiny_train_config, tiny_train_data
-from ddpm_lite import checkpoint
+from ddpm_lite import checkpoint, training
+from ddpm_lite.errors import RunFolderError, TrainingDiverged
+from ddpm_lite.recipe import RANGES, TrainConfig, lr_at
 from ddpm_lite.schedule import Schedule
-from ddpm_lite.distributed import RunFolderError
-from ddpm_lite.train import (RANGES, Batches, TrainConfig, TrainingDiverged, _draw, _init_from, ema_update, lr_at,
-                             train)
+from ddpm_lite.training import Batches, _draw, _init_from, ema_update, train
 from ddpm_lite.unet import UNet
 
 MODEL_CFG = tiny_config(image_size=8)
@@ -54,6 +54,19 @@ def test_resumed_run_matches_the_uninterrupted_run_step_for_step(tmp_path, data)
     strip_speed = lambda h: [row[:3] for row in h]  # noqa: E731  images/s is a timing, the rest must match
     assert strip_speed(resumed["history"]) == strip_speed(full["history"])
     assert not torch.equal(full["model"]["conv_out.weight"], torch.zeros_like(full["model"]["conv_out.weight"]))
+
+
+def test_a_callback_that_returns_false_stops_the_run_saving_that_step(tmp_path, data):
+    """Step 4 is no checkpoint step (every 3): the stop saves it, and a resumed run goes on from there."""
+    calls = []
+
+    def callback(step, loss, model, ema):
+        calls.append(step)
+        return step < 4
+    stopped = train(config(tmp_path), MODEL_CFG, progress=False, data=data, callback=callback)
+    assert calls == [1, 2, 3, 4] and stopped["step"] == 4
+    assert checkpoint.load(tmp_path / "last.pt")["step"] == 4
+    assert train(config(tmp_path), MODEL_CFG, resume=True, progress=False, data=data)["step"] == 6
 
 
 def test_history_lr_and_saved_checkpoint(tmp_path, data):
@@ -281,7 +294,7 @@ def test_a_second_run_on_the_same_folder_is_refused_and_the_first_goes_on(tmp_pa
 
 
 HOLD = """import sys, time
-from ddpm_lite.distributed import acquire_run_folder
+from ddpm_lite.parallel.distributed import acquire_run_folder
 acquire_run_folder(sys.argv[1])
 print("held", flush=True)
 time.sleep(120)
@@ -334,7 +347,7 @@ def test_an_interrupted_run_closes_its_progress_bar_at_the_step_it_stopped(tmp_p
     def progress_bar(run):
         bars.append(tqdm(total=run.cfg.steps, initial=run.step, file=io.StringIO()))
         return bars[-1]
-    monkeypatch.setattr(sys.modules["ddpm_lite.train"], "_progress_bar", progress_bar)
+    monkeypatch.setattr(training, "_progress_bar", progress_bar)
     with pytest.raises(Stop):
         train(config(tmp_path), MODEL_CFG, data=data, callback=stop_at(2))
     assert bars[0].n == 2 and bars[0].disable  # tqdm.close() disables the bar: closed now, not when collected

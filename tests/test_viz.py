@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import require
-from ddpm_lite.viz import grid_uint8, save_gif, save_grid, strip, to_npy
+from ddpm_lite.lab.viz import grid_uint8, save_gif, save_grid, strip, to_npy
 
 
 def test_grid_uint8_shape_and_values():
@@ -58,7 +58,7 @@ def test_plots_draw_without_a_display():
     matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     from ddpm_lite.schedule import Schedule
-    from ddpm_lite.viz import plot_loss, plot_schedules, show_row
+    from ddpm_lite.lab.viz import plot_loss, plot_schedules, show_row
     ax = plot_schedules([Schedule.linear(100), Schedule.cosine(100)])
     assert len(ax[0].lines) == 2 and len(ax[0].lines[0].get_xdata()) == 100
     ax = plot_loss([[10, 1.0, 1e-3, 5.0], [20, 0.5, 1e-3, 5.0], [30, 0.25, 1e-3, 5.0]], smooth=2)

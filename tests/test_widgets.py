@@ -10,13 +10,15 @@ from conftest import require, tiny_unet
 
 require("ipywidgets")  # in the dev and notebooks extras: required
 
-from ddpm_lite import checkpoint, progress, twins, widgets  # noqa: E402
+from ddpm_lite import checkpoint  # noqa: E402
 from ddpm_lite.checkpoint import load_model  # noqa: E402
 from ddpm_lite.data import to_uint8  # noqa: E402
 from ddpm_lite.diffusion import q_sample  # noqa: E402
+from ddpm_lite.lab import twins, widgets  # noqa: E402
+from ddpm_lite.lab.snapshots import snapshot_payload  # noqa: E402
+from ddpm_lite.lab.viz import decode_png, grid_uint8  # noqa: E402
 from ddpm_lite.samplers import SamplerSettings, sample, sample_trajectory  # noqa: E402
 from ddpm_lite.schedule import Schedule  # noqa: E402
-from ddpm_lite.viz import decode_png, grid_uint8  # noqa: E402
 
 WHITE_GAP = 8
 
@@ -214,7 +216,7 @@ def snapshots(tmp_path_factory):
         ckpt = {"model_config": model.config.to_dict(), "schedule": Schedule.cosine(20).to_dict(),
                 "ema": model.state_dict(), "step": step, "train_config": {"dataset": "mnist", "batch_size": 64},
                 "history": [[step, 1.0 / step, 1e-3, 50.0]], "meta": {"elapsed_s": 6.0 * step}}
-        paths.append(checkpoint.save(progress.snapshot_payload(ckpt), folder / f"step_{step:06d}.pt"))
+        paths.append(checkpoint.save(snapshot_payload(ckpt), folder / f"step_{step:06d}.pt"))
     return paths
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from ..distributed import is_main_process
 from ..errors import DdpmLiteError
+from ..parallel.distributed import is_main_process
 from . import (benchmark_command, classifier_command, distill_command, evaluate_command, sample_command,
                train_command)
 from .args import Parser

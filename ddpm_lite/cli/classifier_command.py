@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..checkpoint import save
-from ..classifier import train_classifier
+from ..evaluation.classifier import train_classifier
 from .args import Help, number, positive_float, positive_int
 
 NAME, HELP = "train-classifier", "train the MNIST classifier that `evaluate` measures samples with"

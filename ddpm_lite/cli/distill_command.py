@@ -15,7 +15,7 @@ from .. import checkpoint
 from ..data import DATASETS, load_images
 from ..distill import DistillConfig, distill, seconds_per_step
 from ..samplers import PREDICTIONS
-from ..train import pick_device
+from ..training import pick_device
 from .args import Help, fraction, nonneg_int, one_of, positive_float, positive_int
 from .train_command import train_device
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
-from ..classifier import load_classifier
+from ..evaluation.classifier import load_classifier
 from ..data import to_uint8
 from ..errors import UsageError
-from ..metrics import CONFIDENT, K, evaluate, reference, table
+from ..evaluation.metrics import CONFIDENT, K, evaluate, reference, table
 from ..samplers import sample
 from .args import Help, add_sampling, check_writable, model_for
 

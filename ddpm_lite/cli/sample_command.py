@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from ..lab.viz import save_gif, save_grid, to_npy
 from ..samplers import sample, sample_trajectory
-from ..viz import save_gif, save_grid, to_npy
 from .args import Help, add_sampling, check_writable, model_for
 
 NAME, HELP = "sample", "generate images from a checkpoint (default: the shipped one)"

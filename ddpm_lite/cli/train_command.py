@@ -2,29 +2,26 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
 from .. import checkpoint
 from ..data import DATASETS, load_images
-from ..distributed import is_main_process, launched
 from ..errors import UsageError
-from ..plan import model_config_for
+from ..parallel.distributed import is_main_process, launched
+from ..recipe import EPOCHS, RANGES, TrainConfig, epochs_of, model_config_for, steps_for_epochs
 from ..schedule import KINDS
-from ..train import RANGES, TrainConfig, epochs_of, pick_device, train
+from ..training import pick_device, train
 from ..unet import UNetConfig
 from .args import (Help, add_sampler_settings, device_name, int_tuple, nonneg_float, one_of, positive_float,
                    positive_int, sampler_overrides)
 
 NAME, HELP = "train", "train a UNet noise predictor (resumable)"
 
-DEFAULT_EPOCHS = 2.0  # a run's length unless --steps or --epochs: issue #18's budget (benchmarks/README.md)
-
 
 def ranged(name: str):
-    """An argparse type for a TrainConfig field: the library's own range (train.RANGES), checked at parse time."""
+    """An argparse type for a TrainConfig field: the library's own range (recipe.RANGES), checked at parse time."""
     allowed = RANGES[name]
 
     def parse(s: str):
@@ -50,7 +47,7 @@ def add_arguments(sub) -> None:
                                                      "~/.cache/ddpm_lite/data)")
     p.add_argument("--steps", type=ranged("steps"), default=None, help="optimizer steps (default: --epochs')")
     p.add_argument("--epochs", type=positive_float, default=None,
-                   help=f"passes over the data, instead of --steps (default: {DEFAULT_EPOCHS:g})")
+                   help=f"passes over the data, instead of --steps (default: {EPOCHS:g})")
     p.add_argument("--batch-size", type=ranged("batch_size"), default=d.batch_size)
     p.add_argument("--lr", type=ranged("lr"), default=d.lr)
     p.add_argument("--warmup", type=ranged("warmup"), default=d.warmup, help="linear learning-rate warm-up steps")
@@ -100,7 +97,7 @@ def configs(args, images, labels) -> tuple[TrainConfig, UNetConfig]:
                         num_res_blocks=args.num_res_blocks, attention_levels=args.attention_levels,
                         num_classes=None if args.unconditional else shaped.num_classes)
     n_images = len(images)
-    steps = args.steps or math.ceil((args.epochs or DEFAULT_EPOCHS) * n_images / args.batch_size)
+    steps = args.steps or steps_for_epochs(args.epochs or EPOCHS, n_images, args.batch_size)
     names = {f.name for f in fields(TrainConfig)}
     kw = {k: v for k, v in vars(args).items() if k in names}
     kw.update(steps=steps, out_dir=args.out, min_snr_gamma=args.min_snr_gamma or None, data_root=args.data_root)

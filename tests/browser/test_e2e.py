@@ -114,7 +114,7 @@ def lab_root(root: Path) -> Path:
 def reference_widgets(notebook: Path, env: dict) -> list:
     """Run the notebook's code cells in this process; the sliders they display, in order."""
     import nbformat
-    from ddpm_lite.widgets import SliderWidget
+    from ddpm_lite.lab.widgets import SliderWidget
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -170,7 +170,7 @@ def shown_state(box, kind: str) -> dict:
 
 
 def check_shown(box, kind: str, ref, shot: Path) -> dict:
-    from ddpm_lite.widgets import decode_png
+    from ddpm_lite.lab.viz import decode_png
     box.screenshot(path=str(shot))
     state = shown_state(box, kind)
     assert float(state["readout"]) == state["value"], f"readout {state['readout']} but status {state['status']!r}"

@@ -1,6 +1,6 @@
 """Regenerate the README/model-card figures in assets/ from the shipped checkpoint.
 
-    python scripts/make_assets.py [--checkpoint checkpoints/ddpm_mnist.pt] [--out assets]
+    python -m tools.make_assets [--checkpoint checkpoints/ddpm_mnist.pt] [--out assets]
 
 Writes samples.png (64 digits with the checkpoint's recommended settings, as `python -m ddpm_lite sample`),
 samples_no_label.png (64 digits from the "no label" class, plain DDIM 50), samples_by_class.png (one row per digit, guidance w=2), loss_curve.png (from the checkpoint's
@@ -16,7 +16,7 @@ import torch
 
 from ddpm_lite import checkpoint, sample, sample_trajectory
 from ddpm_lite.samplers import resolve_labels
-from ddpm_lite.viz import plot_loss, save_gif, save_grid
+from ddpm_lite.lab.viz import plot_loss, save_gif, save_grid
 
 
 def main(argv=None) -> None:

@@ -1,122 +1,33 @@
-"""Training: L_simple (Ho et al. 2020, Alg. 1 / Eq. 14) with AdamW, warm-up, clipping, EMA and label dropout.
+"""The training loop: L_simple (Ho et al. 2020, Alg. 1 / Eq. 14) with AdamW, warm-up, clipping, EMA, label dropout.
 
-A plain function you can read top to bottom. Every random draw of step k (batch order, t, eps, dropped
-labels) comes from generators seeded by (seed, k), so a run resumed from a checkpoint repeats the
-uninterrupted run step for step. Checkpoints are atomic; a NaN/inf loss stops training and leaves the last
-good checkpoint untouched. TrainConfig refuses settings outside RANGES when it is built; a run holds its
-folder's lock, so a second run on the same folder is refused. Under torchrun every process runs train() on
-its shard of the same global batch (see distributed.py), and the result equals one process's to float rounding.
+A plain function you can read top to bottom; its settings and schedules are the recipe (recipe.py). Every random
+draw of step k (batch order, t, eps, dropped labels) comes from generators seeded by (seed, k), so a run resumed
+from a checkpoint repeats the uninterrupted run step for step. Checkpoints are atomic; a NaN/inf loss stops
+training and leaves the last good checkpoint untouched; a callback that returns False stops the run after that
+step, saving it first. A run holds its folder's lock, so a second run on the same folder is refused. Under torchrun
+every process runs train() on its shard of the same global batch (parallel/distributed.py), and the result equals
+one process's to float rounding.
 """
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 import platform
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
-from . import checkpoint, distributed
-from .data import DATASETS, load_images, to_model_range
+from . import checkpoint
+from .data import load_images, to_model_range
 from .devices import mps_available
 from .diffusion import loss as diffusion_loss
 from .errors import TrainingDiverged
-from .samplers import SamplerSettings
-from .schedule import KINDS as SCHEDULES
+from .parallel import distributed
+from .recipe import TrainConfig, ema_decay_at, epochs_of, lr_at, recommended_sampling
 from .schedule import Schedule
 from .unet import UNet, UNetConfig
-
-
-class Range(NamedTuple):
-    """The values a setting may take: an interval (open or closed at each end), optionally of integers."""
-    low: float
-    high: float = math.inf
-    low_closed: bool = True
-    high_closed: bool = False
-    integer: bool = False
-
-    def __contains__(self, value) -> bool:
-        kind = numbers.Integral if self.integer else numbers.Real
-        if isinstance(value, bool) or not isinstance(value, kind) or math.isnan(value):
-            return False
-        above = value >= self.low if self.low_closed else value > self.low
-        below = value <= self.high if self.high_closed else value < self.high
-        return above and below
-
-    def __str__(self) -> str:  # reads after "must be": "in [0, 1)", "an integer >= 1"
-        if self.integer and self.high == math.inf:
-            return f"an integer >= {int(self.low)}"
-        low, high = (f"{v:g}" if math.isinf(v) or v != int(v) else str(int(v)) for v in (self.low, self.high))
-        interval = f"{'[' if self.low_closed else '('}{low}, {high}{']' if self.high_closed else ')'}"
-        return f"an integer in {interval}" if self.integer else f"in {interval}"
-
-
-COUNT = Range(1, integer=True)
-RANGES = {  # TrainConfig fields and the values that mean something; the command line's flags check the same
-    "steps": COUNT, "batch_size": COUNT, "ckpt_every": COUNT, "log_every": COUNT, "T": COUNT,
-    "warmup": Range(0, integer=True),
-    "seed": Range(0, 2 ** 32, integer=True),  # seed * 1_000_003 + 7_919 * step stays inside a generator's seed
-    "lr": Range(0, low_closed=False),  # open at both ends: 0, inf and nan are refused
-    "lr_min_ratio": Range(0, 1, high_closed=True),
-    "weight_decay": Range(0),
-    "grad_clip": Range(0, low_closed=False),
-    "ema_decay": Range(0, 1),  # 1 would never move the EMA weights
-    "label_dropout": Range(0, 1, high_closed=True),
-    "min_snr_gamma": Range(0, low_closed=False),  # or None: plain L_simple
-}
-CHOICES = {"schedule": SCHEDULES, "dataset": DATASETS,
-           "device": ("auto", "cpu", "cuda", "cuda:N", "mps")}  # cuda:N: any GPU index
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    dataset: str = "mnist"
-    data_root: str | None = None
-    steps: int = 10_000
-    # Issue #18's from-scratch measurements (benchmarks/README.md, "Recipe"): per epoch, batch 32 with 100 warm-up
-    # steps learns far faster than the release's batch 128 with 500, at the same images/s on a CPU.
-    batch_size: int = 32  # the global batch: under torchrun each of N processes takes batch_size / N of it
-    lr: float = 1e-3
-    warmup: int = 100  # linear learning-rate warm-up steps, then cosine decay to lr_min_ratio * lr
-    lr_min_ratio: float = 0.1
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999  # the cap of the warm-up: ema_decay_at
-    label_dropout: float = 0.1  # share of labels replaced by "no label" (classifier-free guidance)
-    min_snr_gamma: float | None = 5.0  # None: plain L_simple
-    schedule: str = "cosine"
-    T: int = 1000
-    seed: int = 0
-    out_dir: str = "runs/mnist"
-    ckpt_every: int = 500
-    log_every: int = 50
-    device: str = "auto"
-    amp: bool = True  # bfloat16 autocast, CUDA only
-    init: str | None = None  # start from this checkpoint's EMA weights (fine-tuning); the optimizer starts fresh
-
-    def __post_init__(self):
-        """Refuse a setting outside its meaning before any work, in one line naming field, value and range."""
-        for name, allowed in RANGES.items():
-            value = getattr(self, name)
-            if value not in allowed and not (name == "min_snr_gamma" and value is None):
-                raise ValueError(f"{name} must be {allowed}, got {value!r}")
-        for name in ("schedule", "dataset"):
-            if getattr(self, name) not in CHOICES[name]:
-                raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}, got {getattr(self, name)!r}")
-        if not _is_device(self.device):
-            raise ValueError(f"device must be one of {', '.join(CHOICES['device'])}, got {self.device!r}")
-
-
-def _is_device(name) -> bool:
-    try:
-        return name == "auto" or torch.device(name).type in ("cpu", "cuda", "mps")
-    except (RuntimeError, TypeError):
-        return False
 
 
 def pick_device(name: str = "auto", ranks: distributed.Ranks | None = None) -> torch.device:
@@ -129,23 +40,6 @@ def pick_device(name: str = "auto", ranks: distributed.Ranks | None = None) -> t
     if mps_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def lr_at(cfg: TrainConfig, step: int) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-EMA_WARMUP = 10
-
-
-def ema_decay_at(n: int, cap: float, warmup: int = EMA_WARMUP) -> float:
-    """The EMA's decay at optimizer step n (from 0): min(cap, (1 + n) / (warmup + n)), which weighs about the last
-    n / (warmup - 1) steps until the cap binds. On the 2-epoch recipe no other warm-up from 3 (half the run) to 30
-    (a twenty-ninth) did better than 10 (benchmarks/README.md, "The EMA's horizon")."""
-    return min(cap, (1 + n) / (warmup + n))
 
 
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -215,38 +109,6 @@ class _Run:
     batches: Batches | None = None
 
 
-# How a model of this recipe is best sampled at 20 steps: DDIM, eps / 0.98, a random label each, as the release
-# (checkpoints/README.md), but eta = 1, DDPM's posterior noise on the strided steps, and a touch of classifier-free
-# guidance, w = 0.1. On every short run measured (benchmarks/README.md, "Sampling a short run") eta 1 scores better
-# than the release's 0.7 (the fresh noise corrects an under-trained network's errors), and w = 0.1 raises the share of
-# confidently classified digits at no cost in FID, for twice the network passes per step. Every training checkpoint
-# and its export carries it, so a model you trained samples at its best with no flags, like the shipped one.
-RECIPE_SAMPLING = SamplerSettings(sampler="ddim", steps=20, eta=1.0, eps_scaling=0.98, guidance=0.1, labels="random")
-
-
-# A longer run is sampled best as the release is (checkpoints/README.md): eta 0.7 and no guidance. After 10 epochs of
-# the recipe (benchmarks/README.md, "Ten epochs of the recipe") this scores FID 1.61 at n = 10,000 where RECIPE_SAMPLING
-# scores 2.77: the under-trained network's aids now cost more than they correct. Between 2 and 10 epochs is unmeasured;
-# runs shorter than LONG_RUN_EPOCHS keep the setting measured on short runs.
-LONG_RUN_EPOCHS = 10.0
-LONG_RUN_SAMPLING = replace(RECIPE_SAMPLING, eta=0.7, guidance=0.0)
-
-
-def recommended_sampling(model_cfg: UNetConfig, label_dropout: float = 0.1, epochs: float = 2.0) -> SamplerSettings:
-    """RECIPE_SAMPLING, or LONG_RUN_SAMPLING after LONG_RUN_EPOCHS epochs of training; without labels for an
-    unconditional model, without guidance where no "no label" was trained."""
-    base = LONG_RUN_SAMPLING if epochs >= LONG_RUN_EPOCHS else RECIPE_SAMPLING
-    if not model_cfg.num_classes:
-        return replace(base, labels=None, guidance=0.0)
-    return base if label_dropout > 0 else replace(base, guidance=0.0)
-
-
-def epochs_of(steps: int, n_images: int, batch_size: int) -> float:
-    """Passes over n_images in `steps` steps of batch_size pictures (the global batch: every process's share); the
-    inverse of plan.steps_for_epochs, without its rounding up."""
-    return steps * batch_size / n_images
-
-
 def _payload(run: _Run) -> dict:
     return {"model_config": run.model_cfg.to_dict(), "schedule": run.schedule.to_dict(),
             "sampling": recommended_sampling(run.model_cfg, run.cfg.label_dropout,
@@ -264,13 +126,14 @@ def train(cfg: TrainConfig, model_cfg: UNetConfig = UNetConfig(), *, resume: boo
 
     data: optional (images uint8 (N, C, H, W), labels (N,)) instead of loading cfg.dataset.
     callback(step, loss, model, ema): called after every optimizer step (for plots and previews); loss is the
-    global batch's. Under torchrun it runs on every rank (check distributed.is_main_process() before plotting).
+    global batch's. Returning False stops the run there: its checkpoint is saved and returned. Under torchrun it runs
+    on every rank (check distributed.is_main_process() before plotting; a stop must come from every rank).
     """
     ranks = distributed.launched()
     distributed.check_batch_size(cfg.batch_size, ranks)
     device = pick_device(cfg.device, ranks)
     with distributed.session(ranks, device), distributed.run_folder(cfg.out_dir, ranks), ExitStack() as stack:
-        run = _setup(cfg, model_cfg, ranks, device, resume=resume, data=data)
+        run = _new_run(cfg, model_cfg, ranks, device, resume=resume, data=data)
         # closed however the run ends: an interrupted run's bar stops at its last step, not when it is collected
         bar = stack.enter_context(_progress_bar(run)) if progress and distributed.is_main(ranks) else None
         window, t_start = [], time.time()
@@ -282,14 +145,17 @@ def train(cfg: TrainConfig, model_cfg: UNetConfig = UNetConfig(), *, resume: boo
                 window, t_start = [], time.time()
             if bar:
                 bar.update(1)
-            if run.step % run.cfg.ckpt_every == 0 or run.step == run.cfg.steps:
+            saved = run.step % run.cfg.ckpt_every == 0 or run.step == run.cfg.steps
+            if saved:
                 _save(run)
-            if callback:
-                callback(run.step, loss, run.model, run.ema)
+            if callback and callback(run.step, loss, run.model, run.ema) is False:  # asked to stop here
+                if not saved:
+                    _save(run)
+                break
         return _payload(run)
 
 
-def _setup(cfg, model_cfg, ranks, device, *, resume, data) -> _Run:
+def _new_run(cfg, model_cfg, ranks, device, *, resume, data) -> _Run:
     """Model, EMA and optimizer, fresh, fine-tuned from --init, or restored from out_dir/last.pt."""
     torch.manual_seed(cfg.seed)  # the initial weights, the same on every rank
     schedule = Schedule.build(cfg.schedule, cfg.T)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Execute the tutorial notebooks in place, so the outputs GitHub shows are fresh.
 
-    python scripts/run_notebooks.py            # every notebook in full mode, written back in place
-    python scripts/run_notebooks.py 04 06      # only the notebooks whose names start with 04 or 06
-    python scripts/run_notebooks.py --fast     # smoke mode (DDPM_LITE_FAST=1): run and check, write nothing
+    python -m tools.run_notebooks            # every notebook in full mode, written back in place
+    python -m tools.run_notebooks 04 06      # only the notebooks whose names start with 04 or 06
+    python -m tools.run_notebooks --fast     # smoke mode (DDPM_LITE_FAST=1): run and check, write nothing
 
 Before a run, each notebook's first two cells (the "Open in Colab" badge and the Colab setup cell) are
 rewritten from REPO below, the one place the GitHub org/repo is named. After it, the outputs are cleaned:
@@ -11,7 +11,7 @@ execution timing metadata and widget state are dropped, a slider's output become
 need a kernel; a static twin sits beside each), and a tqdm progress widget becomes its final text line.
 A notebook with an error output or a machine path in its outputs fails the run and is not written.
 The kernel imports ddpm_lite from this checkout (its root goes first on PYTHONPATH). Only a full run written in
-place (`make notebooks`) sets DDPM_LITE_ASSETS, so only it writes the figures in assets/ (ddpm_lite.course); a
+place (`make notebooks`) sets DDPM_LITE_ASSETS, so only it writes the figures in assets/ (ddpm_lite.lab.course); a
 smoke run, a run with --out and a learner's own run write figures to a temporary folder.
 """
 from __future__ import annotations

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .schedule import Schedule
+from ..data import check_images
+from ..diffusion import noise_to_step
+from ..schedule import Schedule
 from .viz import grid_uint8, save_gif, upscale, write_gif
-from .data import check_images
-from .widgets import (digit_noise, forward_xt, guided_samples, learning_rows, reverse_picture, reverse_trajectory,
+from .widgets import (digit_noise, guided_samples, learning_rows, reverse_picture, reverse_trajectory,
                       steps_samples)
 
 
@@ -41,7 +42,7 @@ def save_forward_strip(path, images, schedules=("linear", "cosine"), ts=(0, 50, 
     rows, names = [], []
     for s in (s if isinstance(s, Schedule) else Schedule.build(s, T) for s in schedules):
         for i in range(len(x0)):
-            frames = torch.cat([forward_xt(s, x0[i:i + 1], eps[i:i + 1], t) for t in ts])  # (len(ts), C, H, W)
+            frames = torch.cat([noise_to_step(s, x0[i:i + 1], t, eps[i:i + 1]) for t in ts])  # (len(ts), C, H, W)
             rows.append(grid_uint8(frames, nrow=len(ts)))
             names.append(s.kind)
     return _save_rows(path, rows, names, [f"t={t}" for t in ts], cell=x0.shape[-1] + 2)
@@ -53,7 +54,7 @@ def save_forward_gif(path, images, schedule="cosine", T=1000, frames=41, seed=0,
     x0 = check_images(images)
     eps = digit_noise(x0, seed)
     ts = np.linspace(0, s.T, frames).round().astype(int)
-    return save_gif(torch.stack([forward_xt(s, x0, eps, int(t)) for t in ts]), path, nrow=nrow, duration_ms=80)
+    return save_gif(torch.stack([noise_to_step(s, x0, int(t), eps) for t in ts]), path, nrow=nrow, duration_ms=80)
 
 
 def save_reverse_gif(path, model, schedule=None, sampler=None, steps=None, n=8, labels=None, seed=0,

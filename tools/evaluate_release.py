@@ -1,7 +1,7 @@
 """Evaluate the shipped checkpoint for the model card: one `python -m ddpm_lite evaluate` process per row.
 
-    python scripts/evaluate_release.py [--jobs 2] [--scale 1.0] [--only ROW,ROW] [--seed 1 --out results/eval/seed1]
-    python scripts/evaluate_release.py --study [--only d50_eta1,d20_eta1]      # the sampler study, n = 2,000
+    python -m tools.evaluate_release [--jobs 2] [--scale 1.0] [--only ROW,ROW] [--seed 1 --out results/eval/seed1]
+    python -m tools.evaluate_release --study [--only d50_eta1,d20_eta1]      # the sampler study, n = 2,000
 
 Runs the rows below (each its own process, `--jobs` at a time with one thread each), writes one JSON per row to
 results/eval/ (the study: results/eval/study/) and the Markdown table table.md beside them. `--scale` multiplies

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from .unet import timestep_embedding
+from ..unet import timestep_embedding
 
 
 @dataclass(frozen=True)

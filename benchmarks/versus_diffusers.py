@@ -1,6 +1,7 @@
 """ddpm-lite against diffusers on a CPU: training throughput and memory, sampling latency, share of machine peak.
 
-    python -m ddpm_lite benchmark [--threads 1] [--ddim-steps 20,10] [--only sample] [--no-diffusers]
+    python -m benchmarks.versus_diffusers [--threads 1] [--ddim-steps 20,10] [--only sample] [--no-diffusers]
+    python -m ddpm_lite benchmark [the same flags]          the same, from a checkout
 
 The baseline is diffusers' UNet2DModel in our block layout (one residual block per level, single-head attention
 at our attention levels and in the middle, the same GroupNorm groups, a "no label" class embedding) at the widths
@@ -10,6 +11,7 @@ speed does not depend on the weights. Every ratio compares figures measured in t
 """
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
@@ -20,10 +22,13 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .benchmark import count_flops, format_table, load_average, machine_note, machine_peak, measure, peak_rss_mb, rss_mb
-from .samplers import sample
-from .schedule import Schedule
-from .unet import UNet, UNetConfig, count_parameters
+from benchmarks.timing import (count_flops, format_table, load_average, machine_note, machine_peak, measure,
+                               peak_rss_mb, rss_mb)
+from ddpm_lite.cli.args import Help, Parser, int_tuple, number, positive_int
+from ddpm_lite.errors import DdpmLiteError, UsageError
+from ddpm_lite.samplers import sample
+from ddpm_lite.schedule import Schedule
+from ddpm_lite.unet import UNet, UNetConfig, count_parameters
 
 SMOKE = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=(1,), groups=4, image_size=8)
 
@@ -143,10 +148,10 @@ def probe_train_memory(args, cfg: UNetConfig) -> int:
 
 def train_memory(args, name: str) -> str:
     """Peak RSS growth of training, measured in a subprocess of its own so the configurations do not mix."""
-    argv = [sys.executable, "-m", "ddpm_lite", "benchmark", "--probe-train", name, "--threads", str(args.threads),
+    argv = [sys.executable, "-m", __spec__.name, "--probe-train", name, "--threads", str(args.threads),
             "--batch", str(args.batch)]
     argv += ["--smoke"] * args.smoke + ["--diffusers-widths", ",".join(map(str, args.diffusers_widths or ()))]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),  # this very ddpm_lite
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),  # this very suite and ddpm_lite
            "MALLOC_MMAP_THRESHOLD_": "65536"}  # glibc: large blocks come from mmap and go back on free, so RSS follows
     # the live tensors; with glibc's adaptive threshold the same run peaks anywhere within about +-100 MB
     out = subprocess.run(argv, capture_output=True, text=True, env=env)
@@ -244,11 +249,57 @@ def efficiency_section(args, cfg, cs, smoke: bool) -> str:
                    f"{args.repeat}")
 
 
-def main(args) -> int:
-    """Run the sections named in args.only and print their tables (args: `python -m ddpm_lite benchmark`'s)."""
+SECTIONS = ("train", "sample", "distilled", "efficiency")
+
+
+def parser() -> Parser:
+    p = Parser(prog="python -m benchmarks.versus_diffusers", formatter_class=Help,
+               description="Speed against diffusers: training, sampling latency, share of machine peak.")
+    p.add_argument("--threads", type=positive_int, default=torch.get_num_threads(),
+                   help="torch threads (default: all cores; use 1 on a machine busy with other work)")
+    p.add_argument("--n", type=positive_int, default=64, help="digits per sampling run and forward batch")
+    p.add_argument("--batch", type=positive_int, default=128, help="training batch size")
+    p.add_argument("--repeat", type=positive_int, default=3, help="timed repeats of each short measurement")
+    p.add_argument("--ddim-steps", type=int_tuple, default=(50, 20, 10), help="default: 50,20,10")
+    p.add_argument("--student-steps", type=positive_int, default=4,
+                   help="the distilled student's steps in the 'distilled' section (against DDIM 20)")
+    p.add_argument("--ddpm-prefix", type=positive_int, default=10,
+                   help="DDPM 1000 steps is extrapolated from this many measured steps")
+    p.add_argument("--guidance", type=number(float, 0), default=2.0, help="guidance weight w of the guided rows")
+    p.add_argument("--diffusers-widths", type=int_tuple, default=None,
+                   help="UNet2DModel block_out_channels (default: the widths that match our parameter count)")
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"sections to run (default: all: {','.join(SECTIONS)})")
+    p.add_argument("--no-diffusers", action="store_true", help="measure ours only")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--smoke", action="store_true", help="tiny model and sizes: checks the code runs, measures nothing")
+    p.add_argument("--probe-train", default=None, help=argparse.SUPPRESS)  # train_memory's subprocess
+    return p
+
+
+def check_options(args) -> None:
+    if not args.ddim_steps or not all(1 <= s <= 1000 for s in args.ddim_steps):
+        raise UsageError(f"--ddim-steps must be numbers of steps between 1 and 1000, got {args.ddim_steps}")
+    unknown = set(args.only.split(",")) - set(SECTIONS)
+    if unknown:
+        raise UsageError(f"unknown --only section(s) {', '.join(sorted(unknown))}; choose from {','.join(SECTIONS)}")
+
+
+def main(argv=None) -> int:
+    """Parse the flags, then run the sections named in --only; a bad flag: one line and exit status 2."""
+    args = parser().parse_args(argv)
+    try:
+        check_options(args)
+        return run(args)
+    except DdpmLiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    """Run the sections named in args.only and print their tables (args: parser()'s)."""
     torch.set_num_threads(args.threads)
     cfg = SMOKE if args.smoke else UNetConfig()
-    if getattr(args, "probe_train", None):
+    if args.probe_train:
         return probe_train_memory(args, cfg)
     if args.smoke:  # tiny sizes: the code runs end to end, the figures mean nothing
         args.n, args.batch, args.repeat, args.ddim_steps, args.ddpm_prefix = 2, 2, 1, (2,), 2
@@ -264,3 +315,6 @@ def main(args) -> int:
     print(f"\nload average (1/5/15 min) at the end: {load_average()}")
     return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())

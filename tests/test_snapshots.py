@@ -1,24 +1,21 @@
-"""Progress snapshots: scripts/export_progress.py writes float16 EMA weights and the training progress read from a
+"""Progress snapshots: tools/export_progress.py writes float16 EMA weights and the training progress read from a
 real training checkpoint; loading gives them back as float32, exactly the rounded weights; the shipped ones are
 found, in training order."""
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 
 import pytest
 import torch
 
-from conftest import REPO, tiny_config, tiny_train_config, tiny_train_data, tiny_unet
-from ddpm_lite import checkpoint, progress
+from conftest import tiny_config, tiny_train_config, tiny_train_data, tiny_unet
+from ddpm_lite import checkpoint
 from ddpm_lite.errors import CheckpointError
+from ddpm_lite.lab import snapshots
 from ddpm_lite.samplers import SamplerSettings
 from ddpm_lite.schedule import Schedule
-from ddpm_lite.train import train
-
-_spec = importlib.util.spec_from_file_location("export_progress", REPO / "scripts" / "export_progress.py")
-export_progress = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(export_progress)
+from ddpm_lite.training import train
+from tools import export_progress
 
 
 def training_checkpoint(path, step, seed=0, batch_size=128, elapsed_s=90.0, sampling=None, **extra):
@@ -57,12 +54,12 @@ def test_the_script_writes_float16_ema_weights_and_the_progress_of_each_snapshot
     for name, value in source["ema"].items():  # float32 again, and exactly the weights rounded to float16
         assert loaded["ema"][name].dtype == torch.float32
         assert torch.equal(loaded["ema"][name], value.half().float()), name
-    assert progress.training_progress(loaded) == progress.training_progress(source)
+    assert snapshots.training_progress(loaded) == snapshots.training_progress(source)
 
 
 def test_a_snapshot_is_half_the_size_of_an_ema_only_float32_file(tmp_path):
     src = training_checkpoint(tmp_path / "last.pt", step=10)
-    half = checkpoint.save(progress.snapshot_payload(checkpoint.load(src)), tmp_path / "half.pt")
+    half = checkpoint.save(snapshots.snapshot_payload(checkpoint.load(src)), tmp_path / "half.pt")
     full = checkpoint.export_ema(src, tmp_path / "full.pt", keep=())
     assert tensor_bytes(half) * 2 == tensor_bytes(full)
 
@@ -75,7 +72,7 @@ def tensor_bytes(path) -> int:
 def test_progress_of_a_real_training_run(tmp_path):
     cfg = tiny_train_config(tmp_path, steps=6, batch_size=8)
     ckpt = train(cfg, tiny_config(image_size=8), progress=False, data=tiny_train_data())
-    p = progress.training_progress(checkpoint.load(tmp_path / "last.pt"))
+    p = snapshots.training_progress(checkpoint.load(tmp_path / "last.pt"))
     assert (p.step, p.images, p.epochs) == (6, 48, 48 / 60_000)  # the config names MNIST; 6 steps of 8 images
     assert p.minutes == ckpt["meta"]["elapsed_s"] / 60 > 0 and p.loss == ckpt["history"][-1][1]
     assert p.describe() == f"step 6, 48 images, 0.00 epochs, {p.minutes:.1f} min of training, loss {p.loss:.4f}"
@@ -84,11 +81,11 @@ def test_progress_of_a_real_training_run(tmp_path):
 def test_what_cannot_be_a_snapshot_is_refused_clearly(tmp_path):
     release = checkpoint.export_ema(training_checkpoint(tmp_path / "last.pt", step=5), tmp_path / "r.pt", keep=())
     with pytest.raises(CheckpointError, match="how far training had got"):
-        progress.training_progress(checkpoint.load(release))
+        snapshots.training_progress(checkpoint.load(release))
     big = checkpoint.load(training_checkpoint(tmp_path / "big.pt", step=5))
     big["ema"]["conv_out.bias"] = big["ema"]["conv_out.bias"] + 1e5  # beyond float16's 65504
     with pytest.raises(CheckpointError, match="float16"):
-        progress.snapshot_payload(big)
+        snapshots.snapshot_payload(big)
     other = tmp_path / "other.pt"
     checkpoint.save({**checkpoint.load(training_checkpoint(other, step=9)), "schedule": {"kind": "linear", "T": 20}},
                     other)
@@ -99,8 +96,8 @@ def test_what_cannot_be_a_snapshot_is_refused_clearly(tmp_path):
 
 
 def test_the_shipped_snapshots_are_found_in_training_order():
-    found = checkpoint.progress_snapshots()
-    steps = [progress.training_progress(checkpoint.load(p)).step for p in found]
+    found = snapshots.shipped_snapshots()
+    steps = [snapshots.training_progress(checkpoint.load(p)).step for p in found]
     assert len(found) >= 3 and steps == sorted(steps) and len(set(steps)) == len(steps)
     assert [p.name for p in found] == [f"step_{s:06d}.pt" for s in steps]
     assert sum(p.stat().st_size for p in found) < 10e6  # small enough to ship in the repository and the wheel
@@ -109,4 +106,4 @@ def test_the_shipped_snapshots_are_found_in_training_order():
 def test_no_shipped_snapshots_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "shipped", lambda name: tmp_path / name)
     with pytest.raises(CheckpointError, match="export_progress.py"):
-        checkpoint.progress_snapshots()
+        snapshots.shipped_snapshots()

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Several EMA horizons from one training run: the recipe's run, with extra EMAs of the same weights kept beside it.
 
-    python scripts/ema_horizon_study.py --seed 0 --out runs/ema/s0 --variant k5:0.9999 --variant k3:0.9999
+    python -m tools.ema_horizon_study --seed 0 --out runs/ema/s0 --variant k5:0.9999 --variant k3:0.9999
 
-A variant kK:CAP averages the weights with decay `train.ema_decay_at(n, CAP, K)` at step n, which weighs roughly the
+A variant kK:CAP averages the weights with decay `recipe.ema_decay_at(n, CAP, K)` at step n, which weighs roughly the
 last n / (K - 1) steps: the recipe's own EMA is k10:0.999 (`TrainConfig.ema_decay` with its warm-up), a ninth of the
 run. At each --at step (default: the ends of epoch 1 and 2 of the default recipe) every variant is written as
 OUT/k<K>c<CAP's digits>_step<step>.pt (k5:0.9999 -> k5c9999), the run's checkpoint with that EMA in place of its own,
@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from ddpm_lite import checkpoint
-from ddpm_lite.train import EMA_WARMUP, TrainConfig, ema_decay_at, ema_update, train
+from ddpm_lite.recipe import EMA_WARMUP, TrainConfig, ema_decay_at
+from ddpm_lite.training import ema_update, train
 from ddpm_lite.unet import UNetConfig
 
 

@@ -1,4 +1,4 @@
-"""Pictures: image grids, forward-process rows, reverse-process strips, schedule and loss plots, GIFs, PNG bytes.
+"""Pictures: image grids, reverse-process strips, schedule and loss plots, GIFs, PNG bytes.
 
 Tensors come in model range [-1, 1]; conversion happens in data.to_unit. torchvision builds the grids,
 imageio writes the GIFs, Pillow encodes PNG bytes, matplotlib draws the plots; each is imported only where it
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import to_uint8, to_unit
+from ..data import to_uint8, to_unit
 
 
 def grid(x: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
@@ -32,17 +32,6 @@ def grid_uint8(x: torch.Tensor, nrow: int = 8) -> np.ndarray:
     """A grid as an (H, W) or (H, W, 3) uint8 array, ready for imageio or an image widget."""
     g = (grid(x, nrow) * 255).round().to(torch.uint8)  # (3, H, W): make_grid repeats grey to 3 channels
     return (g[0] if x.shape[1] == 1 else g.permute(1, 2, 0)).numpy()
-
-
-def forward_row(schedule, x0: torch.Tensor, ts, eps: torch.Tensor | None = None) -> torch.Tensor:
-    """One digit x0 (C, H, W) noised to each paper timestep in ts (0 = clean, T = last): (len(ts), C, H, W).
-
-    The same eps is used at every t, so the row shows one path of Eq. 4 rather than independent draws.
-    """
-    from .diffusion import q_sample
-    eps = torch.randn_like(x0) if eps is None else eps
-    rows = [x0 if t == 0 else q_sample(schedule, x0[None], torch.tensor([t - 1]), eps[None])[0] for t in ts]
-    return torch.stack(rows)  # (len(ts), C, H, W)
 
 
 def strip(xt: torch.Tensor, x0_pred: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CLASSIFIER_NAME, read, shipped
-from .data import load_images, to_model_range
+from ..checkpoint import CLASSIFIER_NAME, read, shipped
+from ..data import load_images, to_model_range
 
 FORMAT, VERSION = "ddpm-lite-classifier", 1
 

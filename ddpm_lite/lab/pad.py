@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from .editing import noise_to, sdedit
+from ..editing import noise_to, sdedit
 from .viz import grid_uint8, upscale, write_gif
 from .widgets import SliderWidget
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Write progress snapshots of one training run: small float16 EMA-only copies that notebook 03's slider decodes.
 
-    python scripts/export_progress.py snaps/step_000050.pt snaps/step_000450.pt ... --out checkpoints/progress
+    python -m tools.export_progress snaps/step_000050.pt snaps/step_000450.pt ... --out checkpoints/progress
 
 Each SNAPSHOT is a training checkpoint (a run's last.pt, or a copy of it taken during the run); it becomes
-OUT/step_<step>.pt (ddpm_lite.progress.snapshot_payload: float16 weights, configs, the source's recommended sampling
+OUT/step_<step>.pt (lab.snapshots.snapshot_payload: float16 weights, configs, the source's recommended sampling
 if any, and its step, images seen, epochs, minutes of training and loss). Pick about six points spread over the run:
 each file is about 1.6 MB for the release architecture, and the shipped set stays under 10 MB. The folder holds one
 run: step_*.pt files of an earlier export that this one does not write are removed. The command used belongs in
@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ddpm_lite import checkpoint, progress
+from ddpm_lite import checkpoint
+from ddpm_lite.lab import snapshots
 
 
 def same_run(ckpts: list[dict], paths: list[Path]) -> None:
@@ -34,14 +35,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     ckpts = [checkpoint.load(path) for path in args.snapshots]
     same_run(ckpts, args.snapshots)
-    steps = [progress.training_progress(c).step for c in ckpts]
+    steps = [snapshots.training_progress(c).step for c in ckpts]
     if len(set(steps)) < len(steps):
         raise SystemExit(f"error: two snapshots have the same step ({sorted(steps)}); pass each point once")
     written = []
     for step, ckpt in sorted(zip(steps, ckpts), key=lambda pair: pair[0]):
-        path = checkpoint.save(progress.snapshot_payload(ckpt), args.out / f"step_{step:06d}.pt")
+        path = checkpoint.save(snapshots.snapshot_payload(ckpt), args.out / f"step_{step:06d}.pt")
         written.append(path)
-        print(f"{path}  {path.stat().st_size / 1e6:.2f} MB  {progress.training_progress(ckpt).describe()}")
+        print(f"{path}  {path.stat().st_size / 1e6:.2f} MB  {snapshots.training_progress(ckpt).describe()}")
     for old in sorted(set(args.out.glob("step_*.pt")) - set(written)):
         old.unlink()
         print(f"removed {old} (not part of this export)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the release checkpoint checkpoints/ddpm_mnist.pt in two stages (see checkpoints/README.md).
-#   bash scripts/train_release.sh [RUNS_DIR]        # default RUNS_DIR: runs/release
-#   EXPORT=other.pt bash scripts/train_release.sh     # write the release file elsewhere (default: the shipped one)
+#   bash tools/train_release.sh [RUNS_DIR]        # default RUNS_DIR: runs/release
+#   EXPORT=other.pt bash tools/train_release.sh     # write the release file elsewhere (default: the shipped one)
 # Each stage checkpoints every 250-500 steps; run the script again after an interruption and it resumes.
 # Both stages of the shipped file were cut short while running (stage 1 from --steps 6000 to 4500 at step 1000,
 # stage 2 from 9000 to 8000 at step 2250; the model card has the exact commands); this script runs the uncut

@@ -1,9 +1,9 @@
-"""Planning a training run on your own data and this machine: the network shaped for the data, the time a step
-takes here (measured on a few steps of `train` itself), and a time budget turned into steps and a message.
+"""Planning a training run on your own data and this machine: the time a step takes here (measured on a few steps
+of `train` itself), and a time budget turned into steps and a message (notebook 09).
 
-Training time is counted in epochs (passes over the data): steps = ceil(epochs * N / batch_size), as the command
-line's --epochs does. A step's time depends on the device, the network and the batch, not on the pictures, so a
-few probe steps after a short warm-up (lazy initialisation, cuDNN's autotuning) predict the whole run.
+Training time is counted in epochs (passes over the data), converted to steps by recipe.steps_for_epochs as the
+command line's --epochs is. A step's time depends on the device, the network and the batch, not on the pictures, so
+a few probe steps after a short warm-up (lazy initialisation, cuDNN's autotuning) predict the whole run.
 """
 from __future__ import annotations
 
@@ -14,31 +14,16 @@ from time import perf_counter
 
 import torch
 
-from .train import TrainConfig, epochs_of, train
-from .unet import UNetConfig
+from ..recipe import TrainConfig, epochs_of, steps_for_epochs
+from ..training import train
+from ..unet import UNetConfig
 
 SHORT_RUN_WARMUP = 5  # a run shorter than 5x the recipe's warm-up warms up over its first fifth instead
 
 
-def model_config_for(images: torch.Tensor, labels: torch.Tensor | None = None, **overrides) -> UNetConfig:
-    """The UNet for this data: channels and size from images (N, C, H, W), one class per label value (labels 0..K-1),
-    unconditional (num_classes None) when there is only one label or none; overrides win."""
-    _, channels, height, width = images.shape
-    if height != width:
-        raise ValueError(f"pictures must be square, got {height}x{width}; load a folder with "
-                         f"load_images('folder', root, image_size=...), which crops the middle square")
-    k = int(labels.max()) + 1 if labels is not None and len(labels) else 1
-    return UNetConfig(**{"in_channels": channels, "image_size": height, "num_classes": k if k > 1 else None,
-                         **overrides})
-
-
-def steps_for_epochs(epochs: float, n_images: int, batch_size: int) -> int:
-    """Optimizer steps for `epochs` passes over n_images in batches of batch_size (at least one)."""
-    return max(1, math.ceil(epochs * n_images / batch_size))
-
-
-class _ProbeDone(Exception):
-    pass
+def step_seconds(stamps: list, warmup: int) -> float:
+    """Mean seconds per step from the times at the end of each step, leaving out the first `warmup` steps."""
+    return (stamps[-1] - stamps[warmup - 1]) / (len(stamps) - warmup)
 
 
 def seconds_per_step(cfg: TrainConfig, model_cfg: UNetConfig, data, *, warmup: int = 2, steps: int = 5) -> float:
@@ -50,15 +35,11 @@ def seconds_per_step(cfg: TrainConfig, model_cfg: UNetConfig, data, *, warmup: i
 
     def clock(step, loss, model, ema):  # after every step; the loss's .item() has waited for the device
         stamps.append(perf_counter())
-        if step == warmup + steps:
-            raise _ProbeDone  # before the run's last step, which would also write a checkpoint
+        return step < warmup + steps  # False: stop here, before the last step's checkpoint would be timed
     with tempfile.TemporaryDirectory(prefix="ddpm_lite_probe_") as tmp:
         probe = replace(cfg, steps=warmup + steps + 1, out_dir=tmp, ckpt_every=10 ** 9, log_every=10 ** 9)
-        try:
-            train(probe, model_cfg, callback=clock, progress=False, data=data)
-        except _ProbeDone:
-            pass
-    return (stamps[-1] - stamps[warmup - 1]) / steps
+        train(probe, model_cfg, callback=clock, progress=False, data=data)
+    return step_seconds(stamps, warmup)
 
 
 def amp_pays(device) -> bool:

@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 import torch
 
-from .data import load_images, to_model_range
+from ..data import check_images, load_images
+from .classifier import load_classifier
 
 CONFIDENT, K = 0.9, 3
 
@@ -27,23 +28,15 @@ class Reference(NamedTuple):
     labels: torch.Tensor  # (10000,)
 
 
-def as_model_range(images) -> torch.Tensor:
-    """uint8 (N, 28, 28) or (N, 1, 28, 28), array or tensor, or float in [-1, 1] -> float (N, 1, 28, 28)."""
-    x = torch.as_tensor(images)
-    x = x[:, None] if x.dim() == 3 else x  # (N, 1, 28, 28)
-    if x.dtype == torch.uint8:
-        return to_model_range(x)
-    if not x.is_floating_point():
-        raise ValueError(f"images must be uint8 pixels or floats in [-1, 1], got {x.dtype}")
-    return x.float()
-
-
 @torch.inference_mode()
 def embed(classifier, images, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, D), softmax probabilities (N, 10)) for images in any form `as_model_range` takes."""
+    """(features (N, D), softmax probabilities (N, 10)) for images as data.check_images takes them (uint8 pixels or
+    floats in [-1, 1]), (N, 1, 28, 28) or (N, 28, 28) as a --npy file holds them."""
+    x = torch.as_tensor(images)
+    x = x[:, None] if x.dim() == 3 else x  # (N, 1, 28, 28)
     feats, probs = [], []
-    for i in range(0, len(images), batch_size):
-        f = classifier.features(as_model_range(images[i:i + batch_size]))
+    for i in range(0, len(x), batch_size):
+        f = classifier.features(check_images(x[i:i + batch_size]))
         feats.append(f)
         probs.append(classifier.logits_head(f).softmax(1))
     return torch.cat(feats), torch.cat(probs)
@@ -141,7 +134,6 @@ def evaluate(images, labels=None, classifier=None, seed: int = 0, data_root=None
              ref: Reference | None = None) -> dict:
     """{"model": figures for the images, "real": the real-data row at the same n}.
     ref: reference(classifier) computed once, for scoring several image sets against the same test digits."""
-    from .classifier import load_classifier
     classifier = classifier or load_classifier()
     ref = ref if ref is not None else reference(classifier, data_root, batch_size)
     feats, probs = embed(classifier, images, batch_size)

@@ -4,7 +4,7 @@
   with a marker on the alpha_bar_t and SNR curves and the pixel histogram against N(0, 1).
 - reverse_slider: x_t and the predicted x0 at each step of one trajectory, sampled once (Alg. 2, or DDIM Eq. 12).
 - guidance_slider: a grid of samples per guidance scale w (Ho & Salimans 2022, Eq. 6), fixed seed, cached.
-- learning_slider: the same x_T and labels decoded by each progress snapshot of one training run (progress.py).
+- learning_slider: the same x_T and labels decoded by each progress snapshot of one training run (snapshots.py).
 - steps_slider: models (or samplers) side by side at each number of steps, from the same x_T and labels: a distilled
   student against its teacher (distill.py).
 
@@ -24,27 +24,20 @@ import traceback
 import numpy as np
 import torch
 
-from .checkpoint import progress_snapshots
-from .data import check_images
-from .diffusion import q_sample
-from .progress import LEARNING_SETTINGS, settings_text, snapshot_samples
-from .samplers import Trajectory, sample, sample_trajectory, settings_of
-from .schedule import Schedule
+from ..data import check_images
+from ..diffusion import noise_to_step
+from ..samplers import Trajectory, sample, sample_trajectory, settings_of
+from ..schedule import Schedule
+from .snapshots import LEARNING_SETTINGS, settings_text, shipped_snapshots, snapshot_samples
 from .viz import decode_png, grid_uint8, image_uint8, png, side_by_side, upscale
 
 MARKER, LINE, BAR = 255, 254, 253  # palette slots painted on the panels: red marker, grey line, blue bars
+
 
 def digit_noise(x0: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """The fixed eps for each digit: digit i draws from torch.Generator().manual_seed(seed + i); (N, C, H, W)."""
     return torch.stack([torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + i))
                         for i, x in enumerate(x0)])
-
-
-def forward_xt(schedule: Schedule, x0: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:
-    """Paper t in 0..T: t = 0 gives x0 itself, t >= 1 gives Eq. 4 at code index t - 1; x0, eps (B, C, H, W)."""
-    if not 0 <= t <= schedule.T:
-        raise ValueError(f"t must be between 0 (clean) and T={schedule.T}, got {t}")
-    return x0 if t == 0 else q_sample(schedule, x0, torch.full((len(x0),), t - 1), eps)
 
 
 def reverse_trajectory(source, schedule=None, sampler=None, steps=None, n=8, labels=None, seed=0) -> Trajectory:
@@ -75,8 +68,8 @@ def guided_samples(model, schedule, digit: int, w: float, n: int = 8, steps: int
 
 def learning_rows(snapshots=None, n: int = 20, labels="all", seed: int = 0, settings=None, nrow: int = 10):
     """[(Snapshot, uint8 grid of its n digits)] for each snapshot path (default: the shipped ones, earliest first),
-    all drawn with one sampler and seed (progress.snapshot_samples), so the same x_T and noise in each."""
-    paths = progress_snapshots() if snapshots is None else list(snapshots)
+    all drawn with one sampler and seed (snapshots.snapshot_samples), so the same x_T and noise in each."""
+    paths = shipped_snapshots() if snapshots is None else list(snapshots)
     if not paths:
         raise ValueError("no snapshots given; pass checkpoint paths, or None for the shipped ones")
     drawn = [snapshot_samples(p, n, labels, seed, settings or LEARNING_SETTINGS) for p in paths]
@@ -253,7 +246,7 @@ class ForwardSlider(SliderWidget):
     def draw(self):
         t, kind, i = self.slider.value, self.schedule_menu.value, self.digit_menu.value
         s, x0 = self.schedules[kind], self.x0[i:i + 1]
-        xt = forward_xt(s, x0, digit_noise(x0, self.seed + i), t)[0]  # (C, H, W)
+        xt = noise_to_step(s, x0, t, digit_noise(x0, self.seed + i))[0]  # (C, H, W)
         pictures = [upscale(image_uint8(xt), self.scale), (self.curves.draw(kind, t), self.curves.palette),
                     (self.hist.draw(xt.numpy()), self.hist.palette)]
         if t == 0:
@@ -337,7 +330,7 @@ class LearningSlider(SliderWidget):
 
 
 def sampler_text(s, T: int) -> str:
-    """"DDIM, eta 0, trailing grid": progress.settings_text without the number of steps."""
+    """"DDIM, eta 0, trailing grid": snapshots.settings_text without the number of steps."""
     return ", ".join([s.sampler.upper(), *settings_text(s, T).split(", ")[1:]])
 
 

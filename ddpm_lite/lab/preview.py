@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from . import viz
-from .samplers import sample
-from .schedule import Schedule
+from ..samplers import sample
+from ..schedule import Schedule
 
 
 class Preview:

@@ -3,8 +3,8 @@
 hidden, filled in by the shipped model (ddpm_lite.editing.inpaint, no label given), against the same rate for the
 unmasked originals and for the visible half alone (the hidden half left as background).
 
-    python scripts/inpaint_accuracy.py                                  # n=500, left half, paste / RePaint r=5
-    python scripts/inpaint_accuracy.py --n 1000 --hide top --out results/eval/inpaint_top_half.json
+    python -m tools.inpaint_accuracy                                  # n=500, left half, paste / RePaint r=5
+    python -m tools.inpaint_accuracy --n 1000 --hide top --out results/eval/inpaint_top_half.json
 
 Rates come with their binomial standard error sqrt(p (1 - p) / n). Sampling uses the checkpoint's own settings
 (the shipped one: DDIM 20 steps, eta 0.7, eps / 0.98); the digits are a seeded random subset of the test set.
@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 
 import ddpm_lite
-from ddpm_lite import editing, metrics
-from ddpm_lite.classifier import load_classifier
+from ddpm_lite import editing
+from ddpm_lite.evaluation import metrics
+from ddpm_lite.evaluation.classifier import load_classifier
 
 
 def rate(probs: torch.Tensor, labels: torch.Tensor) -> dict:

@@ -2,8 +2,8 @@
 # The model card's distillation table: the distilled students at their own steps, and the release (the teacher) with
 # deterministic DDIM on the same trailing grid and with DPM-Solver++(2M), at n = 10,000, seed 0, random labels.
 #
-#   bash scripts/evaluate_student.sh teacher            # the release's rows
-#   bash scripts/evaluate_student.sh student [RUN]      # RUN/student_N.pt of `python -m ddpm_lite distill --out RUN`
+#   bash tools/evaluate_student.sh teacher            # the release's rows
+#   bash tools/evaluate_student.sh student [RUN]      # RUN/student_N.pt of `python -m ddpm_lite distill --out RUN`
 #
 # Each row writes results/eval/distill/NAME.json (the figures and every setting they were measured with).
 set -euo pipefail
@@ -36,5 +36,5 @@ student)
     for s in 16 8 4 2 1; do
         if [ -f "$run/student_$s.pt" ]; then row "student${s}" --checkpoint "$run/student_$s.pt"; fi
     done ;;
-*) echo "usage: bash scripts/evaluate_student.sh teacher|student [RUN]" >&2; exit 2 ;;
+*) echo "usage: bash tools/evaluate_student.sh teacher|student [RUN]" >&2; exit 2 ;;
 esac

@@ -2,8 +2,8 @@
 
 A notebook's first lines should be about diffusion, so the two things every course notebook needs live here:
 
-- smoke mode (`DDPM_LITE_FAST=1`, set by CI and `scripts/run_notebooks.py --fast`): smaller sizes, via `size`;
-- figure output: `figure(name)` is the path a figure is written to. Only `scripts/run_notebooks.py` in a full
+- smoke mode (`DDPM_LITE_FAST=1`, set by CI and `python -m tools.run_notebooks --fast`): smaller sizes, via `size`;
+- figure output: `figure(name)` is the path a figure is written to. Only `tools/run_notebooks.py` in a full
   in-place run (`make notebooks`) sets `DDPM_LITE_ASSETS` to the repository's assets/ folder; otherwise every
   figure goes to a fresh temporary folder, so a learner running a notebook never changes a tracked file.
 """

@@ -5,7 +5,7 @@ the whole global batch's t, eps and dropped labels from the step's generator and
 global batch is the single-process one; DistributedDataParallel averages gradients over ranks, and with equal
 slices the mean of per-rank means is the global mean, so the gradient is the single-process gradient too.
 Rank 0 alone logs, draws progress bars and writes files. Without torchrun's environment (WORLD_SIZE, RANK,
-LOCAL_RANK) nothing here communicates. train.py imports this module, never the reverse.
+LOCAL_RANK) nothing here communicates. training.py imports this module, never the reverse.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .errors import RunFolderError
+from ..errors import RunFolderError
 
 try:
     import fcntl

@@ -4,26 +4,37 @@ A snapshot is a release-style checkpoint (checkpoint.py's layout: EMA weights, m
 source's recommended "sampling" if it has one) with the weights stored in float16, half the size of float32, and a
 "progress" entry that says how far training had got: optimizer steps, images seen, epochs, minutes of training and
 the loss of the last logged steps, all read from the training checkpoint it was made from. checkpoint.load returns
-its weights as float32. scripts/export_progress.py writes them; checkpoint.progress_snapshots() lists the shipped
-ones. snapshot_samples decodes the same noise with each, with one fixed sampler (the slider and its twin).
+its weights as float32. tools/export_progress.py writes them; shipped_snapshots() lists the ones installed with
+the package. snapshot_samples decodes the same noise with each, with one fixed sampler (the slider and its twin).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from . import checkpoint
-from .errors import CheckpointError
-from .samplers import SamplerSettings, resolve_labels, sample
-from .train import RECIPE_SAMPLING
+from .. import checkpoint
+from ..errors import CheckpointError
+from ..samplers import SamplerSettings, resolve_labels, sample
+from ..recipe import RECIPE_SAMPLING
 
+SHIPPED_DIR = "progress"  # the shipped snapshots of one training run (checkpoints/progress/), earliest first
 TRAIN_IMAGES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}  # one epoch of each training set
-# One sampler for every snapshot: the recipe's (train.RECIPE_SAMPLING: DDIM 20, eta 1, eps / 0.98) without its
+# One sampler for every snapshot: the recipe's (recipe.RECIPE_SAMPLING: DDIM 20, eta 1, eps / 0.98) without its
 # guidance, so that the pictures show the network alone (guidance is notebook 06's subject), and with the labels
 # chosen by the caller instead of at random.
 LEARNING_SETTINGS = replace(RECIPE_SAMPLING, labels=None, guidance=0.0)
+
+
+def shipped_snapshots() -> list[Path]:
+    """The shipped progress snapshots (checkpoints/progress/*.pt), in training order: their names carry the step."""
+    found = sorted(checkpoint.shipped(SHIPPED_DIR).glob("*.pt"))
+    if not found:
+        raise CheckpointError(f"no progress snapshots are installed in {checkpoint.shipped(SHIPPED_DIR)}; write them "
+                              f"with tools/export_progress.py (see checkpoints/README.md) or pass snapshot paths")
+    return found
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,7 @@ def training_progress(ckpt: dict) -> Progress:
 
 def snapshot_payload(ckpt: dict) -> dict:
     """The snapshot of a loaded training checkpoint: float16 EMA weights, configs, its sampling, its Progress.
-    checkpoint.save writes it (scripts/export_progress.py)."""
+    checkpoint.save writes it (tools/export_progress.py)."""
     ema = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["ema"].items()}
     too_big = [k for k, v in ema.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if too_big:  # float16 ends at 65504: a larger weight would become inf
