@@ -4,6 +4,7 @@
 #
 #   bash tools/evaluate_student.sh teacher            # the release's rows
 #   bash tools/evaluate_student.sh student [RUN]      # RUN/student_N.pt of `python -m ddpm_lite distill --out RUN`
+#   bash tools/evaluate_student.sh parametrisation    # eps- against v-prediction: one stage 8 -> 4, n = 2,000
 #
 # Each row writes results/eval/distill/NAME.json (the figures and every setting they were measured with).
 set -euo pipefail
@@ -27,14 +28,18 @@ teacher)
     done
     for s in 8 4 2; do
         row "teacher_dpm${s}" --checkpoint checkpoints/ddpm_mnist.pt --sampler dpm++ --steps "$s"
-    done
-    # the path the first stage distils: the teacher's 32 deterministic steps
-    row teacher_ddim32_eta0_trailing --checkpoint checkpoints/ddpm_mnist.pt --sampler ddim --steps 32 --eta 0 \
-        --grid trailing --eps-scaling 1 ;;
+    done ;;
 student)
     run=${2:-runs/distill}
-    for s in 16 8 4 2 1; do
+    for s in 8 4 2 1; do
         if [ -f "$run/student_$s.pt" ]; then row "student${s}" --checkpoint "$run/student_$s.pt"; fi
     done ;;
-*) echo "usage: bash tools/evaluate_student.sh teacher|student [RUN]" >&2; exit 2 ;;
+parametrisation)
+    # the same stage from the release (8 -> 4 steps, 400 steps of 64) with each parametrisation, scored at n = 2,000
+    for p in v eps; do
+        [ -f "runs/param_$p/student_4.pt" ] || "$PY" -m ddpm_lite distill --start-steps 8 --final-steps 4 \
+            --steps-per-stage 400 --prediction "$p" --out "runs/param_$p" --no-progress
+        N=2000 row "param_${p}_8to4_n2000" --checkpoint "runs/param_$p/student_4.pt"
+    done ;;
+*) echo "usage: bash tools/evaluate_student.sh teacher|student [RUN]|parametrisation" >&2; exit 2 ;;
 esac
