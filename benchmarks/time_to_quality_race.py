@@ -2,7 +2,7 @@
 
     python -m benchmarks.time_to_quality_race --budgets 10,20,40 --out runs/race --json race.json  # 40 min, scoring
     python -m benchmarks.time_to_quality_race --score-only runs/race --n 2000 --json race_2000.json  # score again
-    python -m benchmarks.time_to_quality_race --smoke --out /tmp/race     # seconds: the code runs, figures mean nothing
+    python -m benchmarks.time_to_quality_race --smoke --out runs/race     # seconds: the code runs, figures mean nothing
 
 The two recipes train at the same time, in two processes on this machine, each with --threads torch threads, one
 run each up to the largest budget. Each keeps its EMA weights when its own training clock passes a budget: the clock
