@@ -24,7 +24,6 @@ from .unet import UNet, UNetConfig
 
 FORMAT, VERSION = "ddpm-lite", 1
 RELEASE_NAME, CLASSIFIER_NAME = "ddpm_mnist.pt", "mnist_classifier.pt"
-STUDENT_NAME = "ddpm_mnist_4step.pt"  # the release distilled to 4 sampling steps (distill.py)
 
 
 def shipped(name: str) -> Path:
@@ -144,12 +143,13 @@ def resolve(path) -> Path:
     if path is None:
         return default_checkpoint()
     path = Path(path)
-    if not path.exists() and path.name == str(path):
-        try:
-            return shipped(path.name) if shipped(path.name).is_file() else path
-        except CheckpointError:
-            return path
-    return path
+    if path.exists() or path.name != str(path):
+        return path
+    try:
+        found = shipped(path.name)
+    except CheckpointError:  # no installed package: the path as given, whose absence load() reports
+        return path
+    return found if found.is_file() else path
 
 
 def load_model(path=None, device="cpu", weights: str = "ema"):

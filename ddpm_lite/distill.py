@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -151,7 +151,7 @@ class Stage:
     opt: torch.optim.Optimizer
     batches: Batches
     step: int = 0
-    history: list | None = None  # rows [step, loss]
+    history: list = field(default_factory=list)  # rows [step, loss]
     elapsed: float = 0.0
 
 
@@ -163,8 +163,7 @@ def new_stage(cfg: DistillConfig, n: int, teacher_path, n_images: int, device) -
     ema = copy.deepcopy(teacher).requires_grad_(False)
     student.prediction = ema.prediction = cfg.prediction
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
-    return Stage(cfg, n, teacher, schedule, student, ema, opt, Batches(n_images, cfg.batch_size, cfg.seed * 1009 + n),
-                 history=[])
+    return Stage(cfg, n, teacher, schedule, student, ema, opt, Batches(n_images, cfg.batch_size, cfg.seed * 1009 + n))
 
 
 def train_step(st: Stage, images, labels) -> float:

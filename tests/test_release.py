@@ -56,3 +56,18 @@ def test_sampling_with_no_settings_is_the_recommended_fast_setting(release):
     given = sample(model, schedule, 3, sampler="ddim", steps=20, eta=0.7, eps_scaling=0.98, labels=labels,
                    generator=torch.Generator().manual_seed(4))
     assert torch.equal(sample(model, schedule, 3, generator=torch.Generator().manual_seed(4)), given)
+
+
+def test_the_distilled_student_loads_by_name_and_samples_in_its_own_four_steps(monkeypatch, tmp_path):
+    path = checkpoint.shipped("ddpm_mnist_4step.pt")
+    if not path.is_file():
+        missing(f"no shipped student at {path}")
+    monkeypatch.chdir(tmp_path)  # a bare name is the shipped file, from any folder
+    model, schedule = checkpoint.load_model("ddpm_mnist_4step.pt")
+    assert model.prediction == "v" and model.sampling.grid == "trailing" and model.sampling.steps == 4
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(int(i[1][0])))
+    x = sample(model, schedule, 2, generator=torch.Generator().manual_seed(0))
+    assert calls == [999, 749, 499, 249] and x.min() >= -1 and x.max() <= 1
+    with pytest.raises(checkpoint.CheckpointError, match="nope.pt does not exist"):
+        checkpoint.load_model("nope.pt")
