@@ -82,15 +82,9 @@ class DistillConfig:
         return {k: v for k, v in asdict(self).items() if k not in ("out_dir", "data_root", "device", "ckpt_every")}
 
 
-def alpha_bar_at(schedule, t: torch.Tensor) -> torch.Tensor:
-    """alpha_bar per sample, shaped (B, 1, 1, 1); t = -1 is clean data, alpha_bar = 1."""
-    table = torch.cat([schedule.alpha_bars, torch.ones(1)]).to(t.device)
-    return table[t].view(-1, 1, 1, 1)
-
-
 def ddim_to(model, schedule, z, t, t_next, labels, settings: SamplerSettings = TEACHER_STEPS) -> torch.Tensor:
     """One deterministic DDIM step from z at t to t_next (both (B,), each sample its own), as the sampler takes it."""
-    ab, ab_next = alpha_bar_at(schedule, t), alpha_bar_at(schedule, t_next)
+    ab, ab_next = schedule.alpha_bar_at(t), schedule.alpha_bar_at(t_next)
     eps, x0 = predict(model, settings, z, t, ab, labels)
     return ddim_step(x0, z, eps, ab, ab_next, torch.zeros_like(z), eta=0.0)
 
@@ -111,12 +105,12 @@ def student_steps(T: int, n: int, i: torch.Tensor):
 def teacher_target(teacher, schedule, z, t, t_mid, t_next, labels) -> torch.Tensor:
     """x~ from two teacher steps z_t -> z_t'' -> z_t'."""
     z_next = ddim_to(teacher, schedule, ddim_to(teacher, schedule, z, t, t_mid, labels), t_mid, t_next, labels)
-    return single_step_x0(alpha_bar_at(schedule, t), alpha_bar_at(schedule, t_next), z, z_next)
+    return single_step_x0(schedule.alpha_bar_at(t), schedule.alpha_bar_at(t_next), z, z_next)
 
 
 def student_loss(student, prediction: str, schedule, z, t, labels, x_target) -> torch.Tensor:
     """Mean over the batch: ||v~ - v||^2 for a v-student, max(SNR, 1) ||x~ - x0||^2 for an eps-student."""
-    ab, out = alpha_bar_at(schedule, t), student(z, t, labels).float()
+    ab, out = schedule.alpha_bar_at(t), student(z, t, labels).float()
     if prediction == "v":
         return F.mse_loss(out, v_from_x0(ab, z, x_target))
     per_sample = (x0_from_eps(ab, z, out) - x_target).pow(2).mean(dim=(1, 2, 3))
@@ -173,7 +167,7 @@ def train_step(st: Stage, images, labels) -> float:
                                   st.student.config.num_classes)
     t, t_mid, t_next = (s.to(device) for s in student_steps(T, st.n, i))
     x0, eps, y = x0.to(device), eps.to(device), None if y is None else y.to(device)
-    ab = alpha_bar_at(st.schedule, t)
+    ab = st.schedule.alpha_bar_at(t)
     z = ab.sqrt() * x0 + (1 - ab).sqrt() * eps  # Eq. 4
     x_target = teacher_target(st.teacher, st.schedule, z, t, t_mid, t_next, y)
     for group in st.opt.param_groups:

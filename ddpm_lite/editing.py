@@ -1,4 +1,4 @@
-"""Editing images with a trained DDPM and no retraining: SDEdit (Meng et al. 2022) and inpainting (Lugmayr et al.
+"""Editing images with a trained DDPM and no retraining: SDEdit (Meng et al. 2022), inpainting (Lugmayr et al.
 2022, RePaint).
 
 SDEdit: noise an input x0 to step t0 with the forward process (Ho et al. 2020, Eq. 4), then run the reverse process
@@ -12,7 +12,9 @@ never saw the pasted pixels, only its own guess of them. RePaint's resampling no
 with the forward process (Eq. 2 over several steps) and runs them again, `resample` times per block of steps, so the
 two regions have time to agree.
 
-Both take the settings, labels, guidance and torch.Generator of samplers.sample; noise is drawn on the CPU. Labels
+Inversion runs deterministic DDIM backwards, from an image up to the noise that decodes to it (edit that noise).
+
+All take the settings, labels, guidance and torch.Generator of samplers.sample; noise is drawn on the CPU. Labels
 default to "none" (the "no label" path), so the input decides the digit unless one is asked for.
 """
 from __future__ import annotations
@@ -67,6 +69,18 @@ def sdedit(model, schedule: Schedule, x0, t0: int, *, labels="none", generator=N
                            progress=progress)
 
 
+def invert(model, schedule: Schedule, x0, *, labels="none", device=None, progress: bool = False,
+           **settings) -> torch.Tensor:
+    """DDIM inversion (Song et al. 2021, Sec. 4.3): x0 (N, C, H, W) in [-1, 1] walked up to x_T by DDIM steps (Eq. 12,
+    eta = 0) from lower to higher noise, eps taken at the lower step (x0 read as x at index 0). sample(x_T=...,
+    sampler="ddim", eta=0) with the same steps and labels comes back close to x0; another label or guidance edits."""
+    s, x0, labels = _edit_inputs(model, x0, labels, None, {**settings, "sampler": "ddim", "eta": 0.0})
+    down = timestep_pairs(schedule.T, s.resolved_steps(schedule.T), s.spacing, grid=s.grid)
+    up = [(max(t_prev, 0), t) for t, t_prev in reversed(down) if t > max(t_prev, 0)]
+    device = torch.device(device or next(model.parameters()).device)
+    return reverse_process(model, schedule, x0.to(device), up, s, labels=labels, progress=progress)
+
+
 def check_mask(mask, x0: torch.Tensor) -> torch.Tensor:
     """A 0/1 mask (1 = known pixel) broadcast to x0's shape, as float32."""
     m = torch.as_tensor(mask).float()
@@ -103,6 +117,11 @@ def jump_up(schedule: Schedule, x: torch.Tensor, t_from: int, t_to: int, generat
     return math.sqrt(ratio) * x + math.sqrt(1 - ratio) * z
 
 
+def paste(x: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """RePaint, Eq. 8: the known pixels (mask = 1) from `known`, the unknown ones (mask = 0) from the model's x."""
+    return mask * known + (1 - mask) * x
+
+
 def repaint_blocks(pairs, jump: int) -> list[list[tuple[int, int]]]:
     """The timestep pairs cut into blocks of `jump` steps: the stretch a resampling jump goes back over."""
     if jump < 1:
@@ -123,9 +142,8 @@ def inpaint(model, schedule: Schedule, x0, mask, *, jump: int = 1, resample: int
     device = torch.device(device or next(model.parameters()).device)
     x0, mask = x0.to(device), check_mask(mask, x0).to(device)
 
-    def paste(t_prev, x):  # RePaint Eq. 8: known pixels from the forward process of x0, unknown ones from the model
-        known = x0 if t_prev < 0 else noise_to(schedule, x0, t_prev + 1, generator)
-        return mask * known + (1 - mask) * x
+    def after_step(t_prev, x):  # the known pixels from the forward process of x0 at the step just reached
+        return paste(x, x0 if t_prev < 0 else noise_to(schedule, x0, t_prev + 1, generator), mask)
     x = torch.randn(x0.shape, generator=generator).to(device)  # x_T
     blocks = repaint_blocks(timestep_pairs(schedule.T, s.resolved_steps(schedule.T), s.spacing, grid=s.grid), jump)
     runs = [(block, r) for block in blocks for r in range(resample)]
@@ -135,5 +153,5 @@ def inpaint(model, schedule: Schedule, x0, mask, *, jump: int = 1, resample: int
     for block, r in runs:
         if r > 0:  # resampling jump: back to the block's first step, then through the block again
             x = jump_up(schedule, x, block[-1][1], block[0][0], generator)
-        x = reverse_process(model, schedule, x, block, s, labels=labels, generator=generator, after_step=paste)
+        x = reverse_process(model, schedule, x, block, s, labels=labels, generator=generator, after_step=after_step)
     return x

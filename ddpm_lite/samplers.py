@@ -85,17 +85,18 @@ def timestep_pairs(T: int, steps: int, spacing: float = 1.0, start: int | None =
     return list(zip(ts, ts[1:] + [-1]))
 
 
-def default_steps(sampler: str, T: int) -> int:
-    return DEFAULT_STEPS.get(sampler, T)
-
-
 def guided_eps(model, x: torch.Tensor, t: torch.Tensor, labels, guidance: float) -> torch.Tensor:
     """eps_theta with classifier-free guidance; both passes go through the network as one batch."""
     if labels is None or guidance == 0:
         return model(x, t, labels)
     null = torch.full_like(labels, model.config.num_classes)
     eps_c, eps_u = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).float().chunk(2)
-    return (1 + guidance) * eps_c - guidance * eps_u  # Ho & Salimans 2022, Eq. 6
+    return guide(eps_c, eps_u, guidance)
+
+
+def guide(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Ho & Salimans 2022, Eq. 6: (1 + w) eps(x_t, c) - w eps(x_t); w = 0 is the plain conditional model."""
+    return (1 + guidance) * eps_cond - guidance * eps_uncond
 
 
 def ddpm_step(x0_pred, xt, eps, ab, ab_prev, noise, variance="beta_tilde"):
@@ -109,7 +110,8 @@ def ddpm_step(x0_pred, xt, eps, ab, ab_prev, noise, variance="beta_tilde"):
 
 def ddim_step(x0_pred, xt, eps, ab, ab_prev, noise, eta=0.0):
     """Song et al. 2021, Eq. 12, with sigma from Eq. 16 scaled by eta (eta=0: deterministic)."""
-    sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
+    # clamped: 0, not nan, on a step up to more noise (ab_prev < ab), as DDIM inversion (editing.invert) takes it
+    sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).clamp(min=0).sqrt()
     direction = (1 - ab_prev - sigma ** 2).clamp(min=0).sqrt() * eps  # "direction pointing to x_t"
     return ab_prev.sqrt() * x0_pred + direction + sigma * noise
 
@@ -189,7 +191,7 @@ class SamplerSettings:
         return replace(base, **given)
 
     def resolved_steps(self, T: int) -> int:
-        return self.steps or default_steps(self.sampler, T)
+        return self.steps or DEFAULT_STEPS.get(self.sampler, T)
 
     def to_dict(self) -> dict:
         return asdict(self)

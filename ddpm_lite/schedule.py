@@ -75,6 +75,10 @@ class Schedule:
         """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) per timestep."""
         return self.alpha_bars / (1 - self.alpha_bars)
 
+    def alpha_bar_at(self, t: torch.Tensor) -> torch.Tensor:
+        """alpha_bar at code indices t (B,), shaped (B, 1, 1, 1); t = -1 is clean data, alpha_bar = 1."""
+        return torch.cat([self.alpha_bars, torch.ones(1)]).to(t.device)[t].view(-1, 1, 1, 1)
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "T": self.T}
 

@@ -6,7 +6,7 @@ import torch
 from conftest import save_tiny_checkpoint, tiny_train_data, tiny_unet
 from ddpm_lite import checkpoint, sample
 from ddpm_lite.diffusion import eps_from_v, eps_from_x0, q_sample, v_from_x0, x0_from_v
-from ddpm_lite.distill import (TEACHER_STEPS, DistillConfig, alpha_bar_at, ddim_to, distill, new_stage,
+from ddpm_lite.distill import (TEACHER_STEPS, DistillConfig, ddim_to, distill, new_stage,
                                single_step_x0, student_loss, student_steps, teacher_target)
 from ddpm_lite.errors import CheckpointError
 from ddpm_lite.samplers import ddim_step, reverse_process, timestep_pairs
@@ -87,7 +87,7 @@ def test_one_step_with_the_target_lands_where_the_teachers_two_steps_land(teache
         assert torch.equal(ddim_to(teacher, schedule, ddim_to(teacher, schedule, z, t, t_mid, labels), t_mid,
                                    t_next, labels), two)
         x_target = teacher_target(teacher, schedule, z, t, t_mid, t_next, labels)
-        ab, ab_next = alpha_bar_at(schedule, t), alpha_bar_at(schedule, t_next)
+        ab, ab_next = schedule.alpha_bar_at(t), schedule.alpha_bar_at(t_next)
         one = ddim_step(x_target, z, eps_from_x0(ab, z, x_target), ab, ab_next, torch.zeros_like(z))
         torch.testing.assert_close(one, two, atol=2e-5, rtol=0)
     assert torch.equal(single_step_x0(ab, torch.ones_like(ab), z, two), two)  # the last step: x~ is z_t' itself

@@ -9,7 +9,7 @@ import torch
 from conftest import SinglePointPredictor, tiny_unet
 from ddpm_lite import editing
 from ddpm_lite.diffusion import q_sample
-from ddpm_lite.samplers import SamplerSettings, reverse_process, timestep_pairs
+from ddpm_lite.samplers import SamplerSettings, guide, reverse_process, sample, timestep_pairs
 from ddpm_lite.schedule import Schedule
 
 SIZE = 8
@@ -159,3 +159,35 @@ def test_bad_inputs_are_refused(point, schedule, inputs):
         editing.sdedit(point, schedule, inputs * 3, 5)
     with pytest.raises(ValueError, match="resample must be"):
         editing.inpaint(point, schedule, inputs, torch.ones(1, 1, SIZE, SIZE), resample=0)
+
+
+@pytest.mark.parametrize("steps", [1, 5, 40])
+def test_inversion_of_one_point_data_follows_its_ddim_line(point, schedule, centres, inputs, steps):
+    # For one-point data every DDIM step keeps the noise direction e = eps(x at index 0): x_t = sqrt(ab_t) c +
+    # sqrt(1 - ab_t) e. So inverting x lands exactly on that line at the top, and decoding it lands on c.
+    c, ab = centres[3].double(), schedule.alpha_bars.double()
+    e = (inputs.double() - ab[0].sqrt() * c) / (1 - ab[0]).sqrt()
+    x_T = editing.invert(point, schedule, inputs, steps=steps, clip_x0=False)
+    torch.testing.assert_close(x_T.double(), ab[-1].sqrt() * c + (1 - ab[-1]).sqrt() * e, rtol=1e-4, atol=1e-4)
+    back = sample(point, schedule, x_T=x_T, sampler="ddim", eta=0.0, steps=steps, labels="none")
+    # float32 at the top step divides by sqrt(alpha_bar_T), about 1e-3 here: close to c, not to 1e-4
+    torch.testing.assert_close(back, c.float().expand_as(back), atol=1e-2, rtol=0)
+
+
+def test_inversion_takes_the_grid_of_its_steps_upwards(schedule, inputs, gen):
+    # The walk up visits the timesteps of a DDIM run of the same steps in reverse: record where the network is asked.
+    net = tiny_unet(SIZE)
+    seen = []
+    net.register_forward_pre_hook(lambda m, args: seen.append(int(args[1][0])))
+    editing.invert(net, schedule, inputs, steps=4, clip_x0=False)
+    down = timestep_pairs(schedule.T, 4)
+    assert seen == [max(t_prev, 0) for t, t_prev in reversed(down) if t > max(t_prev, 0)]
+
+
+def test_paste_keeps_the_known_pixels_and_guide_is_eq_6():
+    x, known = torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 4, 4)
+    mask = (torch.arange(16).view(1, 1, 4, 4) % 2).float()
+    assert torch.equal(editing.paste(x, known, mask), mask.expand(2, 1, 4, 4))
+    eps_c, eps_u = torch.full((3,), 2.0), torch.full((3,), 0.5)
+    assert torch.equal(guide(eps_c, eps_u, 0.0), eps_c)
+    assert torch.allclose(guide(eps_c, eps_u, 3.0), torch.full((3,), 4 * 2.0 - 3 * 0.5))
