@@ -161,6 +161,62 @@ def problems(nb) -> list[str]:
     return found
 
 
+# A figure in prose: a decimal, a percentage, or an approximate count ("about 80"). Math, inline code, links and
+# HTML are not prose. Approximate words allow the figure to be off by APPROX; the others must match to their digits.
+NOT_PROSE = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$|`[^`\n]*`|\]\([^)]*\)|<[^>]*>", re.S)
+APPROX_WORDS = "about|around|roughly|nearly|almost|some|over|under|below|above|only|just"
+FIGURE = re.compile(rf"(?<![\w.])(?:({APPROX_WORDS}) [~≈]?)?(\d[\d,]*(?:\.\d+)?)( ?%)?(?![\w])")
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e-?\d+)?")
+APPROX, NEARBY = 0.15, 3  # relative slack of "about N"; cells either side searched for the figure
+
+
+def _figures(text: str) -> list[tuple[str, float, int, bool]]:
+    """(as written, value, decimals, approximate) for each stated figure: decimals, percentages, "about N"."""
+    found = []
+    for m in FIGURE.finditer(NOT_PROSE.sub(" ", text)):
+        word, digits, percent = m.groups()
+        if not (word or percent or "." in digits):
+            continue  # a bare integer is a count or a setting, not a measured figure
+        value = float(digits.replace(",", ""))
+        decimals = len(digits.split(".")[1]) if "." in digits else 0
+        found.append((m.group(0), value / 100 if percent else value, decimals + (2 if percent else 0), bool(word)))
+    return found
+
+
+def _shown(value: float, decimals: int, approx: bool, numbers: list[float]) -> bool:
+    for y in numbers:
+        for v in (y, abs(y)):
+            if approx and abs(v - value) <= APPROX * abs(value) or round(v, decimals) == round(value, decimals):
+                return True
+    return False
+
+
+def _cell_numbers(cell) -> list[float]:
+    """The numbers a code cell shows: its source without comments, and its text outputs."""
+    texts = [re.sub(r"#.*", "", cell.source)]
+    for out in cell.get("outputs", []):
+        texts += [out.get("text", "")] + [v for k, v in out.get("data", {}).items() if k == "text/plain"]
+    joined = "\n".join(t if isinstance(t, str) else "".join(t) for t in texts)
+    return [float(n) for n in NUMBER.findall(joined)]
+
+
+def drift(nb) -> list[str]:
+    """Figures the prose (markdown, code comments) states that no code cell within NEARBY cells shows, in its source
+    or its outputs: what a sentence says the output shows, and the output no longer does. Full-mode outputs only."""
+    found = []
+    for i, cell in enumerate(nb.cells[2:], start=2):
+        text = cell.source if cell.cell_type == "markdown" else "\n".join(re.findall(r"#(.*)", cell.source))
+        figures = _figures(text)
+        if not figures:
+            continue
+        near = [c for c in nb.cells[max(2, i - NEARBY):i + NEARBY + 1] if c.cell_type == "code"]
+        numbers = [n for c in near for n in _cell_numbers(c)]
+        for written, value, decimals, approx in figures:
+            if not _shown(value, decimals, approx, numbers):
+                found.append(f"cell {i}: the prose says {written.strip()!r}, which no code cell near it shows")
+    return found
+
+
 def run_one(path: Path, fast: bool, timeout: int, out_dir: Path | None) -> tuple[float, list[str]]:
     import nbformat
     nb = nbformat.read(path, as_version=4)
@@ -171,7 +227,7 @@ def run_one(path: Path, fast: bool, timeout: int, out_dir: Path | None) -> tuple
     except Exception as e:  # CellExecutionError carries the cell and its traceback
         return time.perf_counter() - start, [f"{type(e).__name__}: {str(e)[-2000:]}"]
     seconds = time.perf_counter() - start
-    found = problems(clean(nb, fast))
+    found = problems(clean(nb, fast)) + ([] if fast else drift(nb))
     nbformat.validate(nb)
     if not found and (out_dir or not fast):
         target = (out_dir / path.name) if out_dir else path

@@ -1,7 +1,10 @@
-"""The notebooks' plumbing in one place: the smoke switch and where figures go.
+"""The notebooks' plumbing in one place: the smoke switch, where figures go, and the claims the prose makes.
 
-A notebook's first lines should be about diffusion, so the two things every course notebook needs live here:
+A notebook's first lines should be about diffusion, so the things every course notebook needs live here:
 
+- claims: `claim(holds, text)` checks a statement the prose makes about an output in the cell that makes it, so a
+  full re-run (`make notebooks`) fails, naming the statement, when a result stops showing it; `se(p, n)` is the
+  standard error a measured share carries, so that a comparison says how sure it is;
 - smoke mode (`DDPM_LITE_FAST=1`, set by CI and `python -m tools.run_notebooks --fast`): smaller sizes, via `size`;
 - figure output: `figure(name)` is the path a figure is written to. Only `tools/run_notebooks.py` in a full
   in-place run (`make notebooks`) sets `DDPM_LITE_ASSETS` to the repository's assets/ folder; otherwise every
@@ -16,6 +19,27 @@ from pathlib import Path
 FAST_ENV = "DDPM_LITE_FAST"
 ASSETS_ENV = "DDPM_LITE_ASSETS"
 _scratch: Path | None = None
+
+
+class ClaimFailed(AssertionError):
+    """A statement the notebook's prose makes about an output no longer holds."""
+
+
+def claim(holds, text: str) -> None:
+    """Check a statement the prose makes about this cell's output, and print it. In smoke mode (few samples, few
+    steps) the statement is printed as not checked, since the sizes that carry it are not there."""
+    if _smoke():
+        print(f"claim (not checked in smoke mode): {text}")
+    elif not bool(holds):
+        raise ClaimFailed(f"this run no longer shows what the prose says: {text!r}. Rewrite the prose (and this "
+                          f"claim) to what the output now shows, or find what changed the result.")
+    else:
+        print(f"claim holds: {text}")
+
+
+def se(p: float, n: int) -> float:
+    """The standard error of a share p measured on n independent samples: sqrt(p (1 - p) / n)."""
+    return (p * (1 - p) / n) ** 0.5
 
 
 def smoke() -> bool:
