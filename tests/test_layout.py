@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "ddpm_lite"
 LONGEST = 42  # lines per function: the house style's "past about 40, split"
 CORE_LINES = 2_000  # the top of the package, read in an evening (the house style's "Layout")
-LAB = {"course", "pad", "plan", "preview", "snapshots", "toy", "twins", "viz", "widgets"}  # the notebooks' interface
+LAB = {"course", "exercises", "pad", "plan", "preview", "snapshots", "toy", "twins", "viz", "widgets"}  # the notebooks' interface
 NOTEBOOK_ONLY = {"ipywidgets", "IPython", "ipycanvas", "matplotlib", "imageio", "nbformat", "nbclient", "tqdm"}
 # which parts of the package each part may import: one way, from the command line down to the leaves
 MAY_IMPORT = {"cli": {"cli", "lab", "evaluation", "core", "parallel"}, "lab": {"lab", "core", "parallel"},
