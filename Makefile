@@ -6,12 +6,16 @@ export DDPM_LITE_DATA ?= $(abspath ../shared/data)
 
 .PHONY: sample test test-python test-slow notebooks assets bench
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# A regular install (not -e): setuptools says nothing about it, while an editable one of this layout (the weights in
+# checkpoints/ install as ddpm_lite.weights) prints a notice. Commands run here import this checkout anyway (the
+# current folder comes first, and it finds checkpoints/ beside it); the installed copy, which a notebook kernel in
+# JupyterLab imports, is brought up to date whenever the package or its weights change.
+$(VENV)/.installed: pyproject.toml $(wildcard ddpm_lite/*.py ddpm_lite/*/*.py checkpoints/*.pt)
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	@# A current pip first: it checks requires-python before resolving anything, so a Python below our range is
 	@# refused at once; the pip that ships with 3.9/3.10 (23.0) resolves (and downloads torch) for minutes first.
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,notebooks]"
+	$(PY) -m pip install -q ".[dev,notebooks]"
 	touch $@
 
 sample: $(VENV)/.installed  ## generate 64 digits and a reverse-process GIF from the shipped checkpoint

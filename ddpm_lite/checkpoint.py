@@ -24,16 +24,19 @@ from .unet import UNet, UNetConfig
 
 FORMAT, VERSION = "ddpm-lite", 1
 RELEASE_NAME, CLASSIFIER_NAME = "ddpm_mnist.pt", "mnist_classifier.pt"
+CHECKOUT = Path(__file__).parent.parent / "checkpoints"  # the shipped files beside a source tree (not installed)
 
 
 def shipped(name: str) -> Path:
-    """A file shipped with the package (ddpm_lite.weights: the repository's checkpoints/ folder)."""
+    """A file shipped with the package: in an install ddpm_lite.weights, in a checkout the checkpoints/ beside it."""
     try:
-        from . import weights  # only where it is asked for: a bare source tree on sys.path has no such package
+        from . import weights  # only where it is asked for: a source tree on sys.path has no such package
         return Path(weights.__file__).parent / name
     except ImportError:
+        if (CHECKOUT / name).exists():
+            return CHECKOUT / name
         raise CheckpointError(f"the shipped file {name} is not installed with ddpm_lite; install the package "
-                              f"(pip install . or pip install -e .) or pass a checkpoint path") from None
+                              f"(pip install .) or pass a checkpoint path") from None
 
 
 def default_checkpoint() -> Path:

@@ -1,18 +1,16 @@
-"""Editing images with a trained DDPM and no retraining: SDEdit (Meng et al. 2022), inpainting (Lugmayr et al.
-2022, RePaint).
+"""Editing images with a trained DDPM and no retraining: SDEdit (Meng et al. 2022), inpainting (RePaint) and inversion.
 
 SDEdit: noise an input x0 to step t0 with the forward process (Ho et al. 2020, Eq. 4), then run the reverse process
 from there (samplers.reverse_process). t0 is the paper's t: 0 returns the input, T keeps almost nothing of it; in
 between, a small t0 keeps the details and a large t0 only the rough shape. The run from t0 keeps the stride of a
 full run of `steps`, so it takes steps * t0 / T network evaluations (at least one).
 
-Inpainting: after every reverse step the known pixels (mask = 1) are replaced by the input noised to that step and
-the unknown ones (mask = 0) keep the model's step (RePaint, Eq. 8). Pasting alone leaves seams: the model's step
-never saw the pasted pixels, only its own guess of them. RePaint's resampling noises the result back up `jump` steps
-with the forward process (Eq. 2 over several steps) and runs them again, `resample` times per block of steps, so the
-two regions have time to agree.
-
-Inversion runs deterministic DDIM backwards, from an image up to the noise that decodes to it (edit that noise).
+Inpainting (Lugmayr et al. 2022): after every reverse step the known pixels (mask = 1) are replaced by the input
+noised to that step and the unknown ones (mask = 0) keep the model's step (Eq. 8). Pasting alone leaves seams: the
+model's step never saw the pasted pixels, only its own guess of them. RePaint's resampling noises the result back
+up `jump` steps with the forward process (Eq. 2 over several steps) and runs them again, `resample` times per block
+of steps, so the two regions have time to agree. Inversion runs deterministic DDIM backwards, from an image up to its
+noise.
 
 All take the settings, labels, guidance and torch.Generator of samplers.sample; noise is drawn on the CPU. Labels
 default to "none" (the "no label" path), so the input decides the digit unless one is asked for.

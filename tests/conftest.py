@@ -42,7 +42,7 @@ def require(module: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        missing(f"{module} is not installed ({e}): pip install -e '.[dev,notebooks]'")
+        missing(f"{module} is not installed ({e}): pip install '.[dev,notebooks]'")
 
 
 TINY = dict(base_channels=8, channel_mults=(1, 2), attention_levels=(1,), groups=4)
