@@ -97,7 +97,7 @@ def test_format_table_aligns_columns():
     assert lines[2] == "a              1" and lines[3] == "long name     22"
 
 
-@pytest.mark.skipif(not HAS_DIFFUSERS, reason="diffusers is not installed (pip install -e '.[bench]')")
+@pytest.mark.skipif(not HAS_DIFFUSERS, reason="diffusers is not installed (pip install '.[bench]')")
 def test_matched_widths_come_closest_to_our_parameter_count():
     from benchmarks.versus_diffusers import diffusers_unet, matched_widths
     from ddpm_lite.unet import UNet, UNetConfig, count_parameters

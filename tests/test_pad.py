@@ -73,7 +73,7 @@ def test_the_pad_shows_what_sdedit_computes(model, schedule):
 
 
 def test_mouse_strokes_draw_and_clear_empties(model, schedule):
-    pytest.importorskip("ipycanvas", reason="ipycanvas (optional: pip install -e '.[pad]') is not installed; "
+    pytest.importorskip("ipycanvas", reason="ipycanvas (optional: pip install '.[pad]') is not installed; "
                                             "without it the pad offers built-in sketches, tested above")
     p = pad.drawing_pad(model, schedule, t0=8, n=2, sketch="bar")
     assert p.canvas is not None and p.sketch_menu.value == "bar"

@@ -112,7 +112,7 @@ def test_budgets_are_sorted_and_unique():
     assert race.budget_list("40,10,20,10") == (10.0, 20.0, 40.0)
 
 
-@pytest.mark.skipif(not HAS_DIFFUSERS, reason="diffusers is not installed (pip install -e '.[bench]')")
+@pytest.mark.skipif(not HAS_DIFFUSERS, reason="diffusers is not installed (pip install '.[bench]')")
 def test_smoke_race_scores_both_recipes_and_scores_again_the_same(mnist, tmp_path, capsys):
     out, first, again = tmp_path / "race", tmp_path / "race.json", tmp_path / "again.json"
     assert race.main(["--smoke", "--out", str(out), "--threads", "1", "--json", str(first)]) == 0
