@@ -123,3 +123,34 @@ def test_the_map_of_the_series_lives_in_the_quickstart_and_the_readme():
         others = [p.name for p in PATHS if p != path and p.name in "\n".join(
             c.source for c in read(path).cells if c.cell_type == "markdown")]
         assert len(others) < len(PATHS) - 2, f"{path.name} lists the whole series; the map lives in 00"
+
+
+def _notebook(*cells):
+    """A notebook with the course's header and the given (kind, source) cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("x", metadata={"tags": [run_notebooks.BADGE_TAG]}),
+                nbformat.v4.new_code_cell("", metadata={"tags": [run_notebooks.SETUP_TAG]})]
+    nb.cells += [nbformat.v4.new_markdown_cell(s) if kind == "md" else nbformat.v4.new_code_cell(s) for kind, s in cells]
+    return nb
+
+
+def test_drift_names_a_figure_the_prose_states_and_no_output_shows():
+    nb = _notebook(("code", "print(round(0.0061, 3))"), ("md", "T = 200 keeps 37 % of the signal."))
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="0.006\n")]
+    assert run_notebooks.drift(nb) == ["cell 3: the prose says '37 %', which no code cell near it shows"]
+    nb.cells[3].source = "T = 200 keeps 0.006 of the signal, about 0.6 %; `0.37` in code is not prose."
+    assert run_notebooks.drift(nb) == []
+    nb.cells[2].source += "  # keeps about 80 steps"  # a comment is prose too
+    assert run_notebooks.drift(nb) == ["cell 2: the prose says 'about 80', which no code cell near it shows"]
+
+
+def test_a_full_run_fails_naming_a_claim_that_no_longer_holds(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    path = tmp_path / "99_claim.ipynb"
+    nbformat.write(_notebook(("code", "import ddpm_lite\nfrom ddpm_lite.lab import course\n"
+                                      "course.claim(1 + 1 == 3, 'one and one make three')")), path)
+    seconds, found = run_notebooks.run_one(path, fast=False, timeout=120, out_dir=tmp_path / "out")
+    assert len(found) == 1 and "ClaimFailed" in found[0] and "one and one make three" in found[0]
+    assert not (tmp_path / "out").exists()  # a failed run writes nothing
+    seconds, found = run_notebooks.run_one(path, fast=True, timeout=120, out_dir=tmp_path / "out")
+    assert found == []  # smoke mode prints the claim as not checked
