@@ -140,3 +140,16 @@ def test_the_notebooks_solutions_pass_the_check(prefix, capsys, monkeypatch):
     for source in _solutions(prefix):
         exec(compile(PREAMBLE + source, f"{prefix} solution", "exec"), {})  # each ends: assert exercises.check(...)
         assert ": correct" in capsys.readouterr().out
+
+
+def test_the_embedding_check_takes_the_frequencies_written_either_way(capsys):
+    import math
+
+    def as_powers(t, dim):  # 10000^(-k/half) rather than exp(-log(10000) k / half): equal up to float32 rounding
+        half = dim // 2
+        args = t.float()[:, None] * (10000.0 ** (-torch.arange(half) / half))[None]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+    assert exercises.check("timestep_embedding", as_powers)
+    assert not exercises.check("timestep_embedding", lambda t, dim: as_powers(t, dim).roll(1, dims=1))
+    assert not exercises.check("timestep_embedding", lambda t, dim: as_powers(t * math.pi / math.pi + 1, dim))
