@@ -153,3 +153,12 @@ def test_the_embedding_check_takes_the_frequencies_written_either_way(capsys):
     assert exercises.check("timestep_embedding", as_powers)
     assert not exercises.check("timestep_embedding", lambda t, dim: as_powers(t, dim).roll(1, dims=1))
     assert not exercises.check("timestep_embedding", lambda t, dim: as_powers(t * math.pi / math.pi + 1, dim))
+
+
+def test_a_check_leaves_the_global_random_state_as_it_was():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    exercises.check("loss", exercises.EXERCISES["loss"].reference)  # builds a seeded UNet inside
+    exercises.check("ResBlock", lambda *a: unet.ResBlock(*a, dropout=0.0))
+    assert torch.equal(torch.rand(3), expected)

@@ -132,12 +132,13 @@ BLOCK_ARGS = (8, 16, 32, 4)  # ResBlock(c_in, c_out, emb_dim, groups): the block
 def check(name: str, yours, trials: int = TRIALS) -> bool:
     """Compare the learner's `yours` with the library's answer to exercise `name`; print one line, return True when
     all trials agree. "ResBlock" takes a class, the others a function (see EXERCISES for the signatures)."""
-    if name == "ResBlock":
-        line, ok = _check_block(yours)
-    elif name not in EXERCISES:
-        line, ok = f"there is no exercise {name!r}; the exercises are {', '.join([*EXERCISES, 'ResBlock'])}", False
-    else:
-        line, ok = _check_function(name, EXERCISES[name], yours, trials)
+    with torch.random.fork_rng(devices=[]):  # the check's seeds leave the notebook's random state as it was
+        if name == "ResBlock":
+            line, ok = _check_block(yours)
+        elif name not in EXERCISES:
+            line, ok = f"there is no exercise {name!r}; the exercises are {', '.join([*EXERCISES, 'ResBlock'])}", False
+        else:
+            line, ok = _check_function(name, EXERCISES[name], yours, trials)
     print(f"{name}: {line}")
     return ok
 
