@@ -172,7 +172,7 @@ def _new_run(cfg, model_cfg, ranks, device, *, resume, data) -> _Run:
         run.step, run.history, run.elapsed, init = _restore(run.path, model, ema, opt, model_cfg, ranks)
         run.cfg = replace(cfg, init=cfg.init or init)  # a resumed fine-tuning run still records where it began
     elif cfg.init:
-        _init_from(Path(cfg.init), model, ema, model_cfg, schedule, ranks)
+        _init_from(checkpoint.resolve(cfg.init), model, ema, model_cfg, schedule, ranks)
     run.net = distributed.wrap(model, ranks, device)
     run.batches = Batches(len(images), cfg.batch_size, cfg.seed)
     return run

@@ -114,6 +114,14 @@ def test_resume_and_init_flags_fail_before_loading_data(capsys, tmp_path, monkey
     assert_usage_error(result, message)
 
 
+def test_init_takes_a_shipped_checkpoint_by_name(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DDPM_LITE_DATA", str(tmp_path / "no-data-here"))
+    monkeypatch.chdir(tmp_path)  # no file of that name here: the name is the shipped file's
+    code, out, err = run_cli(capsys, "train", "--steps", "2", *TINY_FLAGS, "--out", tmp_path / "run",
+                             "--init", "ddpm_mnist.pt")
+    assert code != 0 and "no such file" not in err and "MNIST" in err  # past the flag, stopped at the missing data
+
+
 def test_train_sample_and_export_on_real_mnist(capsys, mnist, tmp_path):
     import imageio.v3 as iio
     run = tmp_path / "run"

@@ -64,7 +64,8 @@ def add_arguments(sub) -> None:
     p.add_argument("--device", type=train_device, default=d.device, help="auto (a GPU if there is one), cpu, cuda "
                                                                          "or mps")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly where it stopped")
-    p.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's EMA weights, fresh optimizer")
+    p.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's EMA weights (a path, or a shipped file by name: "
+                   "ddpm_mnist.pt), fresh optimizer")
     p.add_argument("--unconditional", action="store_true", help="no class conditioning")
     p.add_argument("--base-channels", type=positive_int, default=UNetConfig.base_channels)
     p.add_argument("--channel-mults", type=int_tuple, default=UNetConfig.channel_mults, help="e.g. 1,2,2")
@@ -85,8 +86,9 @@ def check_args(args) -> None:
     if args.resume and not (Path(args.out) / "last.pt").is_file():
         raise UsageError(f"--resume given but there is no checkpoint at {Path(args.out) / 'last.pt'}; "
                          f"check --out (the run's folder) or start without --resume")
-    if args.init and not Path(args.init).is_file():
-        raise UsageError(f"--init {args.init}: no such file; pass a checkpoint such as checkpoints/ddpm_mnist.pt")
+    if args.init and not checkpoint.resolve(args.init).is_file():
+        raise UsageError(f"--init {args.init}: no such file; pass a checkpoint path, or a shipped one by name, "
+                         f"such as ddpm_mnist.pt")
 
 
 def configs(args, images, labels) -> tuple[TrainConfig, UNetConfig]:
