@@ -140,6 +140,9 @@ def test_drift_names_a_figure_the_prose_states_and_no_output_shows():
     assert run_notebooks.drift(nb) == ["cell 3: the prose says '37 %', which no code cell near it shows"]
     nb.cells[3].source = "T = 200 keeps 0.006 of the signal, about 0.6 %; `0.37` in code is not prose."
     assert run_notebooks.drift(nb) == []
+    nb.cells[2].outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": "| T | kept |\n| 200 | 0.37 |"})]
+    nb.cells[3].source = "T = 200 keeps 37 % of the signal."  # a table shown as markdown shows its figures
+    assert run_notebooks.drift(nb) == []
     nb.cells[2].source += "  # keeps about 80 steps"  # a comment is prose too
     assert run_notebooks.drift(nb) == ["cell 2: the prose says 'about 80', which no code cell near it shows"]
 

@@ -195,7 +195,8 @@ def _cell_numbers(cell) -> list[float]:
     """The numbers a code cell shows: its source without comments, and its text outputs."""
     texts = [re.sub(r"#.*", "", cell.source)]
     for out in cell.get("outputs", []):
-        texts += [out.get("text", "")] + [v for k, v in out.get("data", {}).items() if k == "text/plain"]
+        texts += [out.get("text", "")] + [v for k, v in out.get("data", {}).items() if k in ("text/plain",
+                                                                                               "text/markdown")]
     joined = "\n".join(t if isinstance(t, str) else "".join(t) for t in texts)
     return [float(n) for n in NUMBER.findall(joined)]
 
