@@ -24,8 +24,7 @@ def run(*argv, **kw):
 
 def fresh_venv(root: Path) -> Path:
     """A new venv whose own site-packages comes first; this environment's site-packages (torch and the other
-    dependencies, never reinstalled) is appended as a plain path, so its .pth files, the editable ddpm_lite
-    among them, are not processed there."""
+    dependencies, never reinstalled) is appended as a plain path, so its .pth files are not processed there."""
     run(sys.executable, "-m", "venv", "--without-pip", root)
     python = root / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     site = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
@@ -51,7 +50,10 @@ def test_a_wheel_installed_without_e_samples_from_anywhere_offline(tmp_path):
         src, cwd=tmp_path)
     wheel = next(dist.glob("ddpm_lite-*.whl"))
     python = fresh_venv(tmp_path / "venv")
-    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel)
+    # --ignore-installed: the outer site-packages on this venv's path may hold make's regular install of ddpm_lite,
+    # which pip would take as already satisfying the wheel
+    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--ignore-installed", "-q",
+        wheel)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DDPM_LITE_CHECKPOINT")}
