@@ -52,8 +52,8 @@ def test_a_wheel_installed_without_e_samples_from_anywhere_offline(tmp_path):
     python = fresh_venv(tmp_path / "venv")
     # --ignore-installed: the outer site-packages on this venv's path may hold make's regular install of ddpm_lite,
     # which pip would take as already satisfying the wheel
-    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--ignore-installed", "-q",
-        wheel)
+    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--ignore-installed",
+        "-q", wheel)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DDPM_LITE_CHECKPOINT")}
