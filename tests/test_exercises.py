@@ -134,7 +134,7 @@ def test_seven_build_it_yourself_exercises_across_the_course():
     assert sum(per_notebook.values()) >= 7 and all(per_notebook.values()), per_notebook
 
 
-@pytest.mark.parametrize("prefix", COURSE)
+@pytest.mark.parametrize("prefix", [*COURSE, "10_"])
 def test_the_notebooks_solutions_pass_the_check(prefix, capsys, monkeypatch):
     monkeypatch.setenv("DDPM_LITE_FAST", "1")
     for source in _solutions(prefix):

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .. import diffusion, editing, samplers, training, unet
+from .. import diffusion, distill, editing, samplers, training, unet
 from ..schedule import Schedule
 
 TRIALS = 5
@@ -125,6 +125,10 @@ EXERCISES = {
     "guide": Exercise("guide(eps_cond, eps_uncond, guidance)", samplers.guide, _guide_inputs,
                       "ddpm_lite.samplers.guide (Ho & Salimans 2022, Eq. 6)"),
     "paste": Exercise("paste(x, known, mask)", editing.paste, _paste_inputs, "ddpm_lite.editing.paste (RePaint Eq. 8)"),
+    "student_target": Exercise("student_target(ab, ab_next, z, z_next)", distill.single_step_x0,
+                               lambda g, k: (*_alpha_bars(g, k), *_images(g, 2)),
+                               "ddpm_lite.distill.single_step_x0 (Salimans & Ho 2022, Alg. 2, line 9)",
+                               last_step=True),
 }
 BLOCK_ARGS = (8, 16, 32, 4)  # ResBlock(c_in, c_out, emb_dim, groups): the block the check builds
 
